@@ -1,0 +1,33 @@
+"""The study domain's exceptions (the service maps each to one HTTP status, in one place)."""
+
+
+class StudyError(Exception):
+    """Base class of every error raised by :mod:`studies`."""
+
+
+class SpecError(StudyError, ValueError):
+    """A study spec is invalid; the message names the offending field."""
+
+
+class StudyNotFound(StudyError, LookupError):
+    """No study with that id."""
+
+
+class TrialNotFound(StudyError, LookupError):
+    """No trial with that key in the study."""
+
+
+class IdempotencyConflict(StudyError):
+    """The idempotency key was used before with a different request body."""
+
+
+class InvalidTransition(StudyError):
+    """The requested status change is not allowed from the study's current status."""
+
+
+class InvalidCursor(StudyError, ValueError):
+    """A paging cursor is malformed or from another listing."""
+
+
+class InvalidQuery(StudyError, ValueError):
+    """A listing's filter or page size is out of range; the message names the parameter."""

@@ -1,0 +1,421 @@
+"""The study spec: what a researcher submits, validated fully before anything is stored.
+
+A study runs one task with a list of optimizers over either
+
+- a **grid**: every combination of η × batch size × radius × weight decay × swept task options ×
+  seed, for every optimizer (η given as a list, ``null`` meaning ALI-G∞, or as decades
+  ``{"from": -4, "to": 6, "per_decade": 1}``; an optimizer entry may carry its own η grid, as
+  the paper's DNC grid does for ALI-G and L4); or
+- a **search**: an Optuna sampler (tpe, random, grid) proposing η (log scale), batch size,
+  radius and weight decay for a number of trials per optimizer.
+
+:func:`parse_spec` turns JSON into a :class:`StudySpec` or raises :class:`SpecError` whose message
+names every offending field (``grid.eta[2]: must be > 0``); :func:`expand_grid` turns a grid spec
+into trial configs, deterministically, each with a stable key.
+"""
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from studies.exceptions import SpecError
+from studies.tasks import TASKS
+from studies.trial_config import TrialConfig
+
+DEFAULT_MAX_TRIALS = 5_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Decades(_Strict):
+    """η = 10^(from + i / per_decade) for i = 0 … (to − from)·per_decade (both ends included)."""
+
+    from_: int = Field(alias="from", ge=-12, le=12)
+    to: int = Field(ge=-12, le=12)
+    per_decade: Annotated[int, Field(ge=1, le=20)] = 1
+    infinity: bool = False  # also add null (ALI-G∞; used only by optimizers that accept it)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Decades":
+        if self.to < self.from_:
+            raise ValueError("'to' must be >= 'from'")
+        return self
+
+    def values(self) -> list[float | None]:
+        """The η values, rounded to 12 significant digits so keys are stable across platforms."""
+        count = (self.to - self.from_) * self.per_decade
+        etas: list[float | None] = [
+            float(f"{10 ** (self.from_ + i / self.per_decade):.12g}") for i in range(count + 1)
+        ]
+        return [*etas, None] if self.infinity else etas
+
+
+def _eta_grid(value: Any) -> Any:
+    """Pick the η grid form by its JSON shape, so errors speak of that form only."""
+    if isinstance(value, Mapping):
+        try:
+            return Decades.model_validate(dict(value))
+        except ValidationError as error:
+            raise ValueError(_format_errors(error, prefix="").replace("spec: ", "")) from None
+    return value
+
+
+EtaGrid = Annotated[list[float | None] | Decades, BeforeValidator(_eta_grid)]
+
+
+def _eta_values(grid: EtaGrid) -> list[float | None]:
+    return grid.values() if isinstance(grid, Decades) else list(grid)
+
+
+def _check_etas(values: list[float | None]) -> list[float | None]:
+    if not values:
+        raise ValueError("must not be empty")
+    for i, eta in enumerate(values):
+        if eta is not None and not (math.isfinite(eta) and eta > 0):
+            raise ValueError(f"[{i}] must be finite and > 0, got {eta}")
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat a value")
+    return values
+
+
+class OptimizerEntry(_Strict):
+    """One row of the heatmap: a registered optimizer with fixed options and a label."""
+
+    name: str  # a registry name: alig, aalig, sgd, sgd-nesterov, adam, …
+    label: str | None = None  # row name; default: the registry name
+    options: dict[str, Any] = Field(default_factory=dict)  # fixed options, e.g. momentum
+    eta: EtaGrid | None = None  # this optimizer's own η grid (grid mode); default: grid.eta
+
+    @property
+    def row(self) -> str:
+        """The heatmap row (and trial axis) name."""
+        return self.label or self.name
+
+
+class Grid(_Strict):
+    """The axes of a grid study."""
+
+    eta: EtaGrid
+    batch_size: list[Annotated[int, Field(ge=1)]] | None = None  # default: the task's
+    radius: list[Annotated[float, Field(gt=0)] | None] = [None]
+    weight_decay: list[Annotated[float, Field(ge=0)] | None] = [None]
+    seed: list[int] = [0]
+    task_options: dict[str, list[Any]] = Field(default_factory=dict)  # swept task options
+
+    @field_validator("eta")
+    @classmethod
+    def _eta(cls, value: EtaGrid) -> EtaGrid:
+        _check_etas(_eta_values(value))
+        return value
+
+    @field_validator("batch_size", "radius", "weight_decay", "seed")
+    @classmethod
+    def _non_empty(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("must not be empty")
+            if len(set(value)) != len(value):
+                raise ValueError("must not repeat a value")
+        return value
+
+    @field_validator("task_options")
+    @classmethod
+    def _sweeps(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"{key}: must not be empty")
+        return value
+
+
+class Range(_Strict):
+    """A search range for one float hyperparameter."""
+
+    low: Annotated[float, Field(gt=0)]
+    high: Annotated[float, Field(gt=0)]
+    log: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high <= self.low:
+            raise ValueError("need finite 0 < low < high")
+        return self
+
+
+class Search(_Strict):
+    """An Optuna search: ``n_trials`` proposals per optimizer."""
+
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    n_trials: Annotated[int, Field(ge=1)]
+    eta: Range
+    batch_size: list[Annotated[int, Field(ge=1)]] | None = None  # categorical; default: task's
+    radius: Range | None = None  # None: unconstrained
+    weight_decay: Range | None = None  # None: no decay
+    seed: int = 0  # trial seed and the sampler's seed
+    grid_points: Annotated[int, Field(ge=2, le=100)] = 10  # the grid sampler's points per range
+
+
+class Budget(_Strict):
+    """The training budget of every trial, in the task's unit."""
+
+    steps: Annotated[int, Field(ge=1)] | None = None
+    epochs: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Budget":
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of 'steps' or 'epochs'")
+        return self
+
+    @property
+    def unit(self) -> Literal["steps", "epochs"]:
+        return "steps" if self.steps is not None else "epochs"
+
+    @property
+    def amount(self) -> int:
+        return self.steps if self.steps is not None else self.epochs  # type: ignore[return-value]
+
+
+class Resources(_Strict):
+    """What one trial reserves on the Ray cluster."""
+
+    cpu: Annotated[float, Field(gt=0, le=64)] = 1.0
+    gpu: Annotated[float, Field(ge=0, le=8)] = 0.0  # fractions share a GPU between trials
+
+
+class StudySpec(_Strict):
+    """A whole study as submitted."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "study"
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list)
+    task: str
+    task_options: dict[str, Any] = Field(default_factory=dict)  # fixed task options
+    optimizers: list[str | OptimizerEntry]
+    grid: Grid | None = None
+    search: Search | None = None
+    budget: Budget
+    resources: Resources = Resources()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False
+    divergence_factor: Annotated[float, Field(gt=1)] = 1e3
+    max_failures: Annotated[int, Field(ge=0, le=10)] = 2  # retries of a crashed trial
+
+    @field_validator("optimizers")
+    @classmethod
+    def _entries(cls, value: list[str | OptimizerEntry]) -> list[str | OptimizerEntry]:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def entries(self) -> list[OptimizerEntry]:
+        """The optimizers as entries (a bare name is an entry with defaults)."""
+        return [OptimizerEntry(name=o) if isinstance(o, str) else o for o in self.optimizers]
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial of a study: its stable key, what to run, and its axis values."""
+
+    key: str
+    config: TrialConfig
+    optimizer: str  # the row label
+    eta: float | None
+    batch_size: int
+    radius: float | None
+    weight_decay: float | None
+    seed: int
+    extra_axes: dict[str, Any]
+
+
+def trial_key(axes: Mapping[str, Any]) -> str:
+    """A stable 16-hex key: the SHA-256 of the canonical JSON of the trial's defining values."""
+    canonical = json.dumps(axes, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _field_message(field: str, message: object) -> str:
+    """``field: message``, or ``field[i]: …`` when the message starts with an index."""
+    text = str(message)
+    if text.startswith("["):
+        index, _, rest = text.partition(" ")
+        return f"{field}{index}: {rest}"
+    return f"{field}: {text}"
+
+
+def _format_errors(error: ValidationError, prefix: str = "") -> str:
+    """``field.path: message`` for every error, joined by "; "."""
+    parts = []
+    for item in error.errors():
+        location = ""
+        for piece in item["loc"]:
+            location += f"[{piece}]" if isinstance(piece, int) else f".{piece}"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(_field_message(f"{prefix}{location.lstrip('.') or 'spec'}", message))
+    return "; ".join(parts)
+
+
+def parse_spec(
+    data: Mapping[str, Any] | StudySpec, *, max_trials: int = DEFAULT_MAX_TRIALS
+) -> StudySpec:
+    """Validate ``data`` completely (schema, task, optimizers, options, size) or raise SpecError."""
+    if isinstance(data, StudySpec):
+        spec = data
+    else:
+        if not isinstance(data, Mapping):
+            raise SpecError("spec: must be a JSON object")
+        try:
+            spec = StudySpec.model_validate(dict(data))
+        except ValidationError as error:
+            raise SpecError(_format_errors(error)) from None
+    _check_semantics(spec)
+    count = planned_trial_count(spec)
+    if count > max_trials:
+        raise SpecError(
+            f"{'grid' if spec.grid else 'search'}: the study has {count} trials, "
+            f"more than the limit of {max_trials}"
+        )
+    return spec
+
+
+def _check_semantics(spec: StudySpec) -> None:
+    """What the schema cannot say: registry names, options, budget unit, mode."""
+    from optim.exceptions import OptimError
+    from optim.registry import OPTIMIZERS, optimizer_info, validate_options
+
+    if spec.task not in TASKS:
+        raise SpecError(f"task: unknown task {spec.task!r}; valid tasks: {', '.join(TASKS)}")
+    task = TASKS[spec.task]
+    if (spec.grid is None) == (spec.search is None):
+        raise SpecError("grid: give exactly one of 'grid' or 'search'")
+    if spec.budget.unit != task.budget_unit:
+        raise SpecError(
+            f"budget.{spec.budget.unit}: task {spec.task} is budgeted in {task.budget_unit}"
+        )
+    for combination in _task_option_combinations(spec):
+        try:
+            task.options.model_validate(combination)
+        except ValidationError as error:
+            raise SpecError(_format_errors(error).replace("", "task_options.", 1)) from None
+    rows = set()
+    for i, entry in enumerate(spec.entries):
+        field = f"optimizers[{i}]"
+        if entry.name not in OPTIMIZERS:
+            raise SpecError(
+                f"{field}: unknown optimizer {entry.name!r}; valid names: {', '.join(OPTIMIZERS)}"
+            )
+        if entry.row in rows:
+            raise SpecError(f"{field}: duplicate row {entry.row!r}; give entries distinct labels")
+        rows.add(entry.row)
+        info = optimizer_info(entry.name)
+        fixed = dict(entry.options)
+        for reserved in sorted(set(fixed) & {*info.required_options, "weight_decay"}):
+            hint = " (use the grid's weight_decay axis)" if reserved == "weight_decay" else ""
+            raise SpecError(f"{field}.options.{reserved}: set by the study, not an option{hint}")
+        try:
+            # required options (AALIG's n_samples, epochs) come from the task and budget
+            validate_options(entry.name, {**{k: 1 for k in info.required_options}, **fixed})
+        except OptimError as error:
+            raise SpecError(f"{field}.options: {error}") from None
+        if info.closure == "per-sample" and task.budget_unit != "epochs":
+            raise SpecError(f"{field}: {entry.name} needs a task with an epoch budget")
+        if entry.eta is not None:
+            if spec.search is not None:
+                raise SpecError(f"{field}.eta: per-optimizer η grids need grid mode")
+            try:
+                values = _check_etas(_eta_values(entry.eta))
+            except ValueError as error:
+                raise SpecError(_field_message(f"{field}.eta", error)) from None
+            if None in values and not info.eta_may_be_none:
+                raise SpecError(f"{field}.eta: null (ALI-G∞) is only valid for alig")
+
+
+def _task_option_combinations(spec: StudySpec) -> list[dict[str, Any]]:
+    sweeps = spec.grid.task_options if spec.grid else {}
+    clash = set(sweeps) & set(spec.task_options)
+    if clash:
+        raise SpecError(f"grid.task_options.{sorted(clash)[0]}: also fixed in task_options")
+    keys = sorted(sweeps)
+    return [
+        {**spec.task_options, **dict(zip(keys, values, strict=True))}
+        for values in itertools.product(*(sweeps[k] for k in keys))
+    ]
+
+
+def planned_trial_count(spec: StudySpec) -> int:
+    """How many trials the study runs (grid: its expansion; search: n_trials per optimizer)."""
+    if spec.search is not None:
+        return spec.search.n_trials * len(spec.entries)
+    return len(expand_grid(spec, validate=False))
+
+
+def expand_grid(spec: StudySpec, *, validate: bool = True) -> list[PlannedTrial]:
+    """Every trial of a grid study, in a deterministic order, each with its stable key.
+
+    ``null`` in a shared η grid (ALI-G∞) applies only to optimizers that accept it; optimizers
+    that take no weight decay run once with ``weight_decay = null`` whatever the decay axis.
+    """
+    from optim.registry import optimizer_info
+
+    if spec.grid is None:
+        raise SpecError("grid: this study is a search study; it has no grid to expand")
+    grid = spec.grid
+    task = TASKS[spec.task]
+    batch_sizes = grid.batch_size or [task.default_batch_size]
+    sweep_keys = sorted(grid.task_options)
+    sweeps = list(itertools.product(*(grid.task_options[k] for k in sweep_keys)))
+    trials: list[PlannedTrial] = []
+    seen: set[str] = set()
+    for entry in spec.entries:
+        info = optimizer_info(entry.name)
+        etas = [
+            eta
+            for eta in _eta_values(entry.eta if entry.eta is not None else grid.eta)
+            if eta is not None or info.eta_may_be_none
+        ]
+        decays = grid.weight_decay if "weight_decay" in info.options else [None]
+        for eta, batch_size, radius, decay, sweep, seed in itertools.product(
+            etas, batch_sizes, grid.radius, decays, sweeps, grid.seed
+        ):
+            extra = dict(zip(sweep_keys, sweep, strict=True))
+            config = TrialConfig(
+                task=spec.task,
+                task_options={**spec.task_options, **extra},
+                optimizer=entry.name,
+                eta=eta,
+                optimizer_options=dict(entry.options),
+                batch_size=batch_size,
+                radius=radius,
+                weight_decay=decay,
+                seed=seed,
+                budget=spec.budget.amount,
+                device=spec.device,
+                amp=spec.amp,
+                threads=max(1, int(spec.resources.cpu)),
+                divergence_factor=spec.divergence_factor,
+            )
+            key = trial_key({"row": entry.row, **config.model_dump(exclude={"threads"})})
+            if key in seen:  # e.g. decay values collapsed to null for an optimizer without decay
+                continue
+            seen.add(key)
+            trials.append(
+                PlannedTrial(key, config, entry.row, eta, batch_size, radius, decay, seed, extra)
+            )
+    if validate and not trials:
+        raise SpecError("grid: the grid expands to no trial")
+    return trials

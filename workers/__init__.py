@@ -1,0 +1,1 @@
+"""Tasks, the trial trainer and Ray Tune execution."""

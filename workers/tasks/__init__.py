@@ -1,0 +1,1 @@
+"""The workloads of both papers, one module per task, behind one registry."""

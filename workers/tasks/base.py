@@ -1,0 +1,89 @@
+"""What every task implements so that one trainer can run any optimizer on it.
+
+A task owns its data, its model and its per-sample loss; the trainer owns the loop, the
+optimizer, the budget and the reporting. Finite-data tasks yield the sample indices of each batch
+(AALIG keeps one approximate optimal value per training sample); infinite-data tasks (a fresh
+batch every step) yield none.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from studies.tasks import TASKS, TaskOptions, TaskSpec
+
+
+@dataclass
+class Batch:
+    """One mini-batch: model inputs, targets, the samples' indices and task-specific extras."""
+
+    inputs: Any
+    targets: torch.Tensor
+    indices: torch.Tensor | None = None  # positions in the training set (finite-data tasks)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. the DNC's loss mask
+
+    def to(self, device: torch.device) -> "Batch":
+        """The batch with every tensor moved to ``device`` (indices stay where AALIG wants them)."""
+
+        def move(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return value.to(device, non_blocking=True)
+            if isinstance(value, tuple | list):
+                return type(value)(move(v) for v in value)
+            return value
+
+        return Batch(
+            move(self.inputs),
+            move(self.targets),
+            None if self.indices is None else self.indices.to(device),
+            {key: move(value) for key, value in self.extras.items()},
+        )
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+
+class Task(ABC):
+    """A registered workload. Subclasses set ``name`` (a key of ``studies.tasks.TASKS``)."""
+
+    name: ClassVar[str]
+    loss_lower_bound: ClassVar[float] = 0.0  # B for AALIG's AOVs: 0 for CE, hinge, squared loss
+
+    def __init__(self, options: TaskOptions, *, seed: int, device: torch.device) -> None:
+        self.options = options
+        self.seed = seed
+        self.device = device
+
+    @property
+    def spec(self) -> TaskSpec:
+        """This task's catalog entry."""
+        return TASKS[self.name]
+
+    @property
+    def n_train(self) -> int | None:
+        """Number of training samples, or ``None`` for infinite data."""
+        return None
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model (seeded by the trainer before the call)."""
+
+    @abstractmethod
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of shuffled training batches, or an endless stream for step budgets."""
+
+    @abstractmethod
+    def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The unreduced training loss, shape ``[len(batch)]``; its mean is the batch loss."""
+
+    def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
+        """Validation metrics (``val_loss``, ``val_accuracy``, …); none by default."""
+        return {}
+
+    def grad_clip_norm(self, optimizer: str) -> float | None:
+        """Global-norm gradient clipping for ``optimizer`` on this task (``None`` = none)."""
+        return None

@@ -1,0 +1,172 @@
+"""The ``dnc-copy`` task: a DNC on DeepMind's repeat-copy (ALI-G paper, Figure 3).
+
+Data (``RepeatCopy`` in deepmind/dnc). Per sample, pattern length L ~ U{min_length..max_length},
+repeat count R ~ U{min_repeats..max_repeats} and a pattern P ∈ {0, 1}^{L × bits}. With
+``bits`` data channels, observation channel ``bits`` is the start flag and ``bits + 1`` the
+repeat count; target channel ``bits`` is the end marker. Over T = L (R + 1) + 3 steps:
+
+    step       0      1..L    L+1          L+2 .. L+1+LR        L+2+LR
+    obs        start  P       R/10 (rep.)  0                    0
+    target     0      0       0            P tiled R times      end marker
+    mask       0      0       0            1                    1
+
+(The reference divides R by its maximum repeat count; ALGORITHMS.md fixes the divisor at 10.)
+Samples are zero-padded with mask 0 to the longest sample in the batch. Batch-first tensors:
+inputs [B, T, bits + 2], targets [B, T, bits + 1], mask [B, T].
+
+Loss (the reference's ``masked_sigmoid_cross_entropy``, in nats): per sample
+
+    ℓ = Σ_t mask_t Σ_c BCEWithLogits(y_{t,c}, target_{t,c}),
+
+whose batch mean is the reference's loss "averaged over the batch". Every step draws a fresh
+batch (infinite data, ``n_train`` None).
+"""
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from studies.tasks import DncCopyOptions, TaskOptions
+from workers.tasks.base import Batch, Task
+from workers.tasks.dnc_model import DNC
+
+REPEAT_NORMALISER = 10.0  # R is fed as R / 10 (ALGORITHMS.md)
+_VALIDATION_SEED_OFFSET = 1_000_003  # keeps the held-out batch apart from training streams
+
+
+def repeat_copy_batch(
+    options: DncCopyOptions, batch_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One repeat-copy batch ``(obs, target, mask)`` drawn from ``generator`` (on its device).
+
+    The number of random draws does not depend on the sampled lengths (patterns are drawn at the
+    maximum length and cut), so the stream for a given generator state is fixed.
+    """
+    device = generator.device
+    bits = options.bits
+    lengths = torch.randint(
+        options.min_length,
+        options.max_length + 1,
+        (batch_size,),
+        generator=generator,
+        device=device,
+    )
+    repeats = torch.randint(
+        options.min_repeats,
+        options.max_repeats + 1,
+        (batch_size,),
+        generator=generator,
+        device=device,
+    )
+    patterns = torch.randint(
+        0, 2, (batch_size, options.max_length, bits), generator=generator, device=device
+    ).float()
+
+    totals = lengths * (repeats + 1) + 3
+    steps = int(totals.max())
+    t = torch.arange(steps, device=device).unsqueeze(0)  # [1, T]
+    L = lengths.unsqueeze(1)  # [B, 1]
+    R = repeats.unsqueeze(1)
+    target_start = L + 2
+    end_step = target_start + L * R  # the end marker's step
+
+    obs = torch.zeros(batch_size, steps, bits + 2, device=device)
+    target = torch.zeros(batch_size, steps, bits + 1, device=device)
+
+    obs[:, 0, bits] = 1.0  # start flag
+    in_pattern = (t >= 1) & (t <= L)  # [B, T]
+    pattern_row = (t - 1).clamp(0, options.max_length - 1).expand(batch_size, -1)
+    rows = torch.gather(patterns, 1, pattern_row.unsqueeze(-1).expand(-1, -1, bits))
+    obs[..., :bits] = rows * in_pattern.unsqueeze(-1)
+    obs[..., bits + 1] = (t == L + 1) * (R / REPEAT_NORMALISER)
+
+    in_copy = (t >= target_start) & (t < end_step)
+    # step t of the copy phase shows pattern row (t − L − 2) mod L: the pattern tiled R times
+    copy_row = torch.remainder((t - target_start).clamp(min=0), L)
+    rows = torch.gather(patterns, 1, copy_row.unsqueeze(-1).expand(-1, -1, bits))
+    target[..., :bits] = rows * in_copy.unsqueeze(-1)
+    target[..., bits] = (t == end_step).float()
+
+    mask = ((t >= target_start) & (t <= end_step)).float()
+    return obs, target, mask
+
+
+def masked_sigmoid_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample loss: sigmoid cross-entropy summed over channels and masked steps → [B]."""
+    xent = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=-1)
+    return (xent * mask).sum(dim=-1)
+
+
+def bit_errors(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample count of wrong bits (prediction = logit > 0) on the masked steps → [B]."""
+    wrong = ((logits > 0).float() != target).float().sum(dim=-1)
+    return (wrong * mask).sum(dim=-1)
+
+
+class DncCopyTask(Task):
+    """DNC (DeepMind's reference design) on repeat-copy; fresh batches, gradient clip at 50."""
+
+    name: ClassVar[str] = "dnc-copy"
+
+    def __init__(self, options: TaskOptions, *, seed: int, device: torch.device) -> None:
+        if not isinstance(options, DncCopyOptions):
+            raise TypeError(f"dnc-copy needs DncCopyOptions, got {type(options).__name__}")
+        super().__init__(options, seed=seed, device=device)
+        self.opts: DncCopyOptions = options
+        # held-out batches by batch size, drawn once so every evaluation sees the same data
+        self._validation: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def input_size(self) -> int:
+        """Observation channels: the bits, a start flag and the repeat count."""
+        return self.opts.bits + 2
+
+    @property
+    def output_size(self) -> int:
+        """Target channels: the bits and the end marker."""
+        return self.opts.bits + 1
+
+    def build_model(self) -> nn.Module:
+        o = self.opts
+        return DNC(
+            self.input_size,
+            self.output_size,
+            memory_slots=o.memory_slots,
+            word_size=o.word_size,
+            read_heads=o.read_heads,
+            write_heads=1,
+            controller_size=o.controller_size,
+            clip_value=o.clip_value,
+        ).to(self.device)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        while True:
+            obs, target, mask = repeat_copy_batch(self.opts, batch_size, generator)
+            yield Batch(inputs=obs, targets=target, indices=None, extras={"mask": mask})
+
+    def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        logits = model(batch.inputs)
+        return masked_sigmoid_cross_entropy(logits, batch.targets, batch.extras["mask"])
+
+    def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
+        """Loss and bit errors per sequence on one held-out batch, the same at every call."""
+        if batch_size not in self._validation:
+            generator = torch.Generator().manual_seed(self.seed + _VALIDATION_SEED_OFFSET)
+            self._validation[batch_size] = repeat_copy_batch(self.opts, batch_size, generator)
+        device = next(model.parameters()).device
+        obs, target, mask = (x.to(device) for x in self._validation[batch_size])
+        with torch.no_grad():
+            logits = model(obs)
+            loss = masked_sigmoid_cross_entropy(logits, target, mask).mean()
+            errors = bit_errors(logits, target, mask).mean()
+        return {"val_loss": float(loss), "val_bit_errors": float(errors)}
+
+    def grad_clip_norm(self, optimizer: str) -> float | None:
+        if optimizer in self.opts.no_clip_for:
+            return None
+        return self.opts.grad_clip

@@ -1,0 +1,273 @@
+"""Run one trial: any registered optimizer on any registered task, honestly and reproducibly.
+
+``run_trial(config, report)`` seeds everything, builds the task, model and optimizer from their
+registries, trains within the budget (steps or epochs, the task's unit) on the CPU or CUDA, and
+calls ``report(metrics)`` after every epoch (epoch budgets) or every ``report_every`` steps (step
+budgets) with:
+
+- ``step``, ``epoch``: progress so far; ``train_loss``: mean mini-batch loss since the last report;
+- ``val_loss`` / ``val_accuracy`` (…) where the task has a validation set;
+- ``step_size_mean`` and ``step_capped_fraction`` for optimizers that expose their step size;
+- ``wall_time``: seconds since the trial started.
+
+It returns a :class:`TrialResult` whose ``status`` is ``completed`` or ``diverged`` and whose
+``final_objective`` is the task's objective: the mean training loss over the last
+``min(window, max(1, budget // 100))`` steps for step budgets (window 100, the DNC paper's
+setting: 1% of the budget when the budget is shorter than 10,000 steps), and the mean training
+loss over the last epoch (as seen online) for epoch budgets. A trial diverges when its loss is
+not finite or exceeds ``divergence_factor × (1 + initial loss)``; it then stops at once and its
+objective is ``None``.
+
+AALIG gets its per-sample closure and the ``end_epoch()`` calls from here, never from task code.
+"""
+
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from optim import stepping
+from optim.exceptions import OptimError
+from optim.registry import build_optimizer, optimizer_info
+from studies.trial_config import TrialConfig
+from workers.divergence import DivergenceMonitor
+from workers.exceptions import TaskConfigError
+from workers.step_stats import StepSizeStats
+from workers.tasks.base import Batch, Task
+from workers.tasks.registry import build_task
+
+Report = Callable[[dict[str, float]], None]
+DEFAULT_REPORTS_PER_TRIAL = 20  # step budgets: report every budget // 20 steps by default
+
+
+@dataclass
+class TrialResult:
+    """The outcome of a trial; ``metrics`` holds the last reported values."""
+
+    status: Literal["completed", "diverged"]
+    final_objective: float | None
+    steps: int
+    epochs: int
+    wall_time: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None  # why it diverged
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict: non-finite numbers (a diverged trial's last metrics) become None."""
+        return {
+            "status": self.status,
+            "final_objective": _finite_or_none(self.final_objective),
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "wall_time": self.wall_time,
+            "metrics": {k: _finite_or_none(v) for k, v in self.metrics.items()},
+            "reason": self.reason,
+        }
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` is CUDA when present; asking for CUDA without one is a configuration error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TaskConfigError("device: 'cuda' was requested but no CUDA device is available")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible trial."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _optimizer_options(config: TrialConfig, task: Task) -> dict[str, Any]:
+    """The optimizer's options: the config's, plus what the trial decides (decay, AALIG's data)."""
+    options = dict(config.optimizer_options)
+    if config.weight_decay is not None:
+        if "weight_decay" not in optimizer_info(config.optimizer).options:
+            raise TaskConfigError(
+                f"weight_decay: {config.optimizer} takes no weight decay"
+                + (" (use radius instead)" if config.optimizer == "alig" else "")
+            )
+        options["weight_decay"] = config.weight_decay
+    if optimizer_info(config.optimizer).closure == "per-sample":
+        if task.n_train is None or task.spec.budget_unit != "epochs":
+            raise TaskConfigError(
+                f"optimizer: {config.optimizer} needs a finite training set and an epoch budget; "
+                f"{task.name} has infinite data"
+            )
+        options.update(n_samples=task.n_train, epochs=config.budget)
+        options.setdefault("lower_bound", task.loss_lower_bound)
+    return options
+
+
+class Trial:
+    """The state of one running trial (model, optimizer, monitors) and its training step."""
+
+    def __init__(self, config: TrialConfig, report: Report) -> None:
+        self.config = config
+        self.report_fn = report
+        self.device = resolve_device(config.device)
+        # More threads than the trial's CPU share makes OpenMP spin against other trials: a
+        # 10×6 model ran 60× slower with 2 threads than with 1 on a loaded 2-core machine.
+        torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.task = build_task(
+            config.task, config.task_options, seed=config.seed, device=self.device
+        )
+        self.unit = self.task.spec.budget_unit
+        torch.manual_seed(config.seed)  # the model's initialisation depends on the seed only
+        self.model = self.task.build_model().to(self.device)
+        self.model.train()
+        try:
+            self.optimizer = build_optimizer(
+                config.optimizer,
+                self.model.parameters(),
+                config.eta,
+                config.radius,
+                **_optimizer_options(config, self.task),
+            )
+        except OptimError as error:
+            raise TaskConfigError(f"{config.optimizer}: {error}") from error
+        self.closure_kind = optimizer_info(config.optimizer).closure
+        self.clip = self.task.grad_clip_norm(config.optimizer)
+        self.amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.monitor = DivergenceMonitor(config.divergence_factor)
+        self.step_stats = StepSizeStats()
+        self.started = time.perf_counter()
+        self.steps = 0
+        self.epochs = 0
+        self.interval_losses: list[float] = []
+        self.last_metrics: dict[str, float] = {}
+
+    def train_step(self, batch: Batch) -> str | None:
+        """One optimizer step on ``batch``; returns a divergence reason or ``None``."""
+        batch = batch.to(self.device)
+        autocast = torch.autocast("cuda") if self.amp else nullcontext()
+        with autocast:
+            per_sample = self.task.per_sample_loss(self.model, batch)
+        if per_sample.dtype in (torch.float16, torch.bfloat16):  # autocast: reduce in float32
+            per_sample = per_sample.float()
+        loss = per_sample.mean()
+        value = float(loss.detach())
+        reason = self.monitor.check(value)
+        if reason is not None:
+            return reason
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        if self.clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        stepping.step(
+            self.optimizer, self.closure_kind, loss, per_sample, batch.indices, self.scaler
+        )
+        if self.scaler is not None:
+            self.scaler.update()
+        self.step_stats.record(self.optimizer)
+        self.steps += 1
+        self.interval_losses.append(value)
+        return None
+
+    def report(self) -> dict[str, float]:
+        """Evaluate, send one report and return its metrics."""
+        metrics: dict[str, float] = {"step": self.steps, "epoch": self.epochs}
+        if self.interval_losses:
+            metrics["train_loss"] = sum(self.interval_losses) / len(self.interval_losses)
+        metrics.update(self.task.evaluate(self.model, self.config.batch_size))
+        metrics.update(self.step_stats.flush())
+        metrics["wall_time"] = time.perf_counter() - self.started
+        self.interval_losses = []
+        self.last_metrics = metrics
+        self.report_fn(metrics)
+        return metrics
+
+    def run(self) -> TrialResult:
+        """Train to the end of the budget (or the divergence) with the task's schedule."""
+        return SCHEDULES[self.unit](self)
+
+    def result(self, objective: float | None, reason: str | None) -> TrialResult:
+        return TrialResult(
+            "diverged" if reason else "completed",
+            objective,
+            self.steps,
+            self.epochs,
+            time.perf_counter() - self.started,
+            dict(self.last_metrics),
+            reason,
+        )
+
+
+def _run_epochs(trial: Trial) -> TrialResult:
+    """Epoch budget: report after every epoch; the objective is the last epoch's mean loss."""
+    end_epoch = getattr(trial.optimizer, "end_epoch", None)
+    epoch_losses: list[float] = []
+    for _ in range(trial.config.budget):
+        epoch_losses = []
+        for batch in trial.task.train_batches(trial.config.batch_size, trial.generator):
+            reason = trial.train_step(batch)
+            if reason is not None:
+                trial.report()
+                return trial.result(None, reason)
+            epoch_losses.append(trial.interval_losses[-1])
+        trial.epochs += 1
+        if end_epoch is not None:
+            end_epoch()
+        trial.report()
+    objective = sum(epoch_losses) / len(epoch_losses) if epoch_losses else None
+    return trial.result(objective, None)
+
+
+def _run_steps(trial: Trial) -> TrialResult:
+    """Step budget: report every ``report_every`` steps; the objective is a trailing mean."""
+    budget = trial.config.budget
+    every = trial.config.report_every or max(1, budget // DEFAULT_REPORTS_PER_TRIAL)
+    window = min(getattr(trial.task.options, "objective_window", 100), max(1, budget // 100))
+    recent: deque[float] = deque(maxlen=window)
+    batches: Iterator[Batch] = iter(
+        trial.task.train_batches(trial.config.batch_size, trial.generator)
+    )
+    for _ in range(budget):
+        reason = trial.train_step(next(batches))
+        if reason is not None:
+            trial.report()
+            return trial.result(None, reason)
+        recent.append(trial.interval_losses[-1])
+        if trial.steps % every == 0 or trial.steps == budget:
+            trial.report()
+    return trial.result(sum(recent) / len(recent), None)
+
+
+SCHEDULES: dict[str, Callable[[Trial], TrialResult]] = {"epochs": _run_epochs, "steps": _run_steps}
+
+
+def run_trial(config: TrialConfig | dict[str, Any], report: Report | None = None) -> TrialResult:
+    """Train one trial to the end of its budget or its divergence (see the module docstring).
+
+    Raises :class:`~workers.exceptions.TaskConfigError` for a configuration that cannot run
+    (unknown task or option, an optimizer unfit for the task, CUDA requested without one).
+    """
+    if not isinstance(config, TrialConfig):
+        config = TrialConfig.model_validate(config)
+    trial = Trial(config, report or (lambda metrics: None))
+    result = trial.run()
+    if result.final_objective is not None and not math.isfinite(result.final_objective):
+        return TrialResult(
+            "diverged", None, result.steps, result.epochs, result.wall_time, result.metrics,
+            "final objective is not finite",
+        )  # fmt: skip
+    return result
