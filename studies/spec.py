@@ -364,6 +364,59 @@ def planned_trial_count(spec: StudySpec) -> int:
     return len(expand_grid(spec, validate=False))
 
 
+def _planned(
+    spec: StudySpec,
+    entry: OptimizerEntry,
+    eta: float | None,
+    batch_size: int,
+    radius: float | None,
+    weight_decay: float | None,
+    seed: int,
+    extra: dict[str, Any],
+) -> PlannedTrial:
+    """One trial: its config and its key (the hash of everything that defines the run)."""
+    config = TrialConfig(
+        task=spec.task,
+        task_options={**spec.task_options, **extra},
+        optimizer=entry.name,
+        eta=eta,
+        optimizer_options=dict(entry.options),
+        batch_size=batch_size,
+        radius=radius,
+        weight_decay=weight_decay,
+        seed=seed,
+        budget=spec.budget.amount,
+        device=spec.device,
+        amp=spec.amp,
+        threads=max(1, int(spec.resources.cpu)),
+        divergence_factor=spec.divergence_factor,
+    )
+    key = trial_key({"row": entry.row, **config.model_dump(exclude={"threads"})})
+    return PlannedTrial(key, config, entry.row, eta, batch_size, radius, weight_decay, seed, extra)
+
+
+def search_trial(spec: StudySpec, entry_index: int, sample: Mapping[str, Any]) -> PlannedTrial:
+    """The trial of a search study for one sampled point (``eta`` and optionally
+    ``batch_size``, ``radius``, ``weight_decay``) of the optimizer ``spec.entries[entry_index]``.
+    """
+    if spec.search is None:
+        raise SpecError("search: this study is a grid study")
+    task = TASKS[spec.task]
+    batch_size = (
+        sample.get("batch_size") or (spec.search.batch_size or [task.default_batch_size])[0]
+    )
+    return _planned(
+        spec,
+        spec.entries[entry_index],
+        float(sample["eta"]),
+        int(batch_size),
+        sample.get("radius"),
+        sample.get("weight_decay"),
+        spec.search.seed,
+        {},
+    )
+
+
 def expand_grid(spec: StudySpec, *, validate: bool = True) -> list[PlannedTrial]:
     """Every trial of a grid study, in a deterministic order, each with its stable key.
 
@@ -393,29 +446,11 @@ def expand_grid(spec: StudySpec, *, validate: bool = True) -> list[PlannedTrial]
             etas, batch_sizes, grid.radius, decays, sweeps, grid.seed
         ):
             extra = dict(zip(sweep_keys, sweep, strict=True))
-            config = TrialConfig(
-                task=spec.task,
-                task_options={**spec.task_options, **extra},
-                optimizer=entry.name,
-                eta=eta,
-                optimizer_options=dict(entry.options),
-                batch_size=batch_size,
-                radius=radius,
-                weight_decay=decay,
-                seed=seed,
-                budget=spec.budget.amount,
-                device=spec.device,
-                amp=spec.amp,
-                threads=max(1, int(spec.resources.cpu)),
-                divergence_factor=spec.divergence_factor,
-            )
-            key = trial_key({"row": entry.row, **config.model_dump(exclude={"threads"})})
-            if key in seen:  # e.g. decay values collapsed to null for an optimizer without decay
+            trial = _planned(spec, entry, eta, batch_size, radius, decay, seed, extra)
+            if trial.key in seen:  # e.g. decays collapsed to null for an optimizer without decay
                 continue
-            seen.add(key)
-            trials.append(
-                PlannedTrial(key, config, entry.row, eta, batch_size, radius, decay, seed, extra)
-            )
+            seen.add(trial.key)
+            trials.append(trial)
     if validate and not trials:
         raise SpecError("grid: the grid expands to no trial")
     return trials

@@ -11,3 +11,7 @@ class TaskConfigError(WorkerError, ValueError):
 
 class TaskDataError(TaskConfigError):
     """A task's data cannot be read (missing or malformed files); the message names the option."""
+
+
+class LaunchError(WorkerError):
+    """A study could not be launched (Ray unreachable, job submission refused)."""

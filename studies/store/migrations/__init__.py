@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of the study store (a package so that it is installed)."""

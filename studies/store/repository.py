@@ -1,0 +1,789 @@
+"""Every query of the study store: plain functions that take a :class:`~sqlalchemy.orm.Session`.
+
+The caller owns the transaction (``with store.session() as session: ...``); these functions
+flush statements but never commit, so several of them can form one unit of work. They return
+the plain dataclasses of :mod:`.views` and raise the domain errors of :mod:`studies.exceptions`
+(``StudyNotFound`` for an unknown study id, whatever the function).
+
+Concurrency: state changes are single guarded statements (``UPDATE … WHERE status …``,
+``INSERT … ON CONFLICT``), so two processes (the API and a study's driver) can write the same
+rows without a lost update, on SQLite and PostgreSQL alike, and without savepoints.
+
+Study status transitions (anything else raises ``InvalidTransition``; setting the current
+status again is a no-op):
+
+==============================  ======================================================
+from                            to
+==============================  ======================================================
+pending                         running, failed, cancelled
+running                         succeeded, failed, cancelled, pending (requeue after a crash)
+succeeded, failed, cancelled    pending, running — only with ``resume=True``
+==============================  ======================================================
+
+Entering ``running`` sets ``started_at`` (the latest run's start) and clears ``finished_at``
+and ``error``; entering ``pending`` clears ``finished_at`` and ``error``; entering a finished
+status sets ``finished_at`` and ``error`` (the given text, or NULL).
+
+Trials: ``mark_trial_running`` never touches a finished trial (completed, diverged, failed), so
+a late or duplicated start cannot undo a result; ``record_trial_result`` is idempotent per
+(study, key) — writing the same result twice changes nothing, not even timestamps.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import uuid4
+
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from studies.exceptions import (
+    IdempotencyConflict,
+    InvalidCursor,
+    InvalidQuery,
+    InvalidTransition,
+    SpecError,
+    StudyNotFound,
+    TrialNotFound,
+)
+from studies.records import TrialRecord, TrialStatus
+from studies.store.codec import decode_float, decode_metrics, encode_float, encode_metrics
+from studies.store.models import (
+    STUDY_FINISHED,
+    STUDY_STATUSES,
+    TRIAL_FINISHED,
+    TRIAL_STATUSES,
+    MetricPoint,
+    Study,
+    StudyStatus,
+    Trial,
+    utcnow,
+)
+from studies.store.views import (
+    CurvePoint,
+    Page,
+    Progress,
+    StudyInfo,
+    TrialInfo,
+    TrialLike,
+)
+
+MAX_PAGE_SIZE = 500
+POINT_BATCH = 1_000  # metric points per execute
+TRIAL_BATCH = 1_000  # trial rows per execute
+RESULT_STATUSES: tuple[TrialStatus, ...] = (*TRIAL_FINISHED, "cancelled")
+
+TRANSITIONS: dict[StudyStatus, frozenset[StudyStatus]] = {
+    "pending": frozenset({"running", "failed", "cancelled"}),
+    "running": frozenset({"succeeded", "failed", "cancelled", "pending"}),
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+RESUME_TARGETS: frozenset[StudyStatus] = frozenset({"pending", "running"})
+
+_Row = TypeVar("_Row")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def hash_request(payload: Any) -> str:
+    """SHA-256 hex of the canonical JSON of ``payload`` (sorted keys, no NaN): the request hash."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """A dialect-specific INSERT (for ``ON CONFLICT``): SQLite and PostgreSQL spell it alike."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
+
+
+def _chunks(rows: Sequence[_Row], size: int) -> Iterable[Sequence[_Row]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _fresh(query: Select[Any]) -> Select[Any]:
+    """Reload rows even if the session holds them: our UPDATEs bypass the identity map."""
+    return query.execution_options(populate_existing=True)
+
+
+def _load_trial(session: Session, study_id: str, key: str) -> Trial | None:
+    query = select(Trial).where(Trial.study_id == study_id, Trial.key == key)
+    return session.scalars(_fresh(query)).one_or_none()
+
+
+def _require_study(session: Session, study_id: str) -> None:
+    if session.scalar(select(Study.id).where(Study.id == study_id)) is None:
+        raise StudyNotFound(f"study {study_id!r} not found")
+
+
+def _trial_id(session: Session, study_id: str, key: str) -> int:
+    trial_id = session.scalar(select(Trial.id).where(Trial.study_id == study_id, Trial.key == key))
+    if trial_id is None:
+        _require_study(session, study_id)
+        raise TrialNotFound(f"trial {key!r} not found in study {study_id!r}")
+    return trial_id
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidQuery(f"limit: must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}")
+
+
+def _statuses(value: str | Collection[str] | None, valid: tuple[str, ...]) -> list[str] | None:
+    """A status filter as a list (one status or several), validated."""
+    if value is None:
+        return None
+    wanted = [value] if isinstance(value, str) else list(value)
+    for status in wanted:
+        if status not in valid:
+            raise InvalidQuery(f"status: unknown status {status!r}; valid: {', '.join(valid)}")
+    return wanted
+
+
+def _encode_cursor(listing: str, position: list[Any]) -> str:
+    raw = json.dumps([listing, *position], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, listing: str, size: int) -> list[Any]:
+    """The position stored in ``cursor``; InvalidCursor unless it is one of ``listing``'s."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidCursor("cursor: malformed") from None
+    if not isinstance(data, list) or len(data) != size + 1 or data[0] != listing:
+        raise InvalidCursor("cursor: not a cursor of this listing")
+    return data[1:]
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    if hasattr(config, "model_dump"):  # a pydantic model such as TrialConfig
+        return config.model_dump(mode="json")
+    return dict(config)
+
+
+def _study_info(row: Study) -> StudyInfo:
+    return StudyInfo(
+        id=row.id,
+        name=row.name,
+        task=row.task,
+        spec=row.spec,
+        tags=list(row.tags),
+        status=row.status,
+        error=row.error,
+        ray_job_id=row.ray_job_id,
+        idempotency_key=row.idempotency_key,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _trial_info(row: Trial) -> TrialInfo:
+    return TrialInfo(
+        id=row.id,
+        study_id=row.study_id,
+        key=row.key,
+        config=row.config,
+        optimizer=row.optimizer,
+        eta=row.eta,
+        batch_size=row.batch_size,
+        radius=row.radius,
+        weight_decay=row.weight_decay,
+        seed=row.seed,
+        extra_axes=dict(row.extra_axes),
+        status=row.status,
+        final_objective=decode_float(row.final_objective, row.objective_kind),
+        objective_kind=row.objective_kind,  # type: ignore[arg-type]
+        metrics=decode_metrics(row.metrics),
+        reason=row.reason,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _trial_row(study_id: str, trial: TrialLike, now: datetime) -> dict[str, Any]:
+    """The INSERT values of a new trial (every column explicit: multi-row VALUES)."""
+    return {
+        "study_id": study_id,
+        "key": trial.key,
+        "config": _config_dict(trial.config),
+        "optimizer": trial.optimizer,
+        "eta": trial.eta,
+        "batch_size": trial.batch_size,
+        "radius": trial.radius,
+        "weight_decay": trial.weight_decay,
+        "seed": trial.seed,
+        "extra_axes": dict(trial.extra_axes),
+        "status": "pending",
+        "final_objective": None,
+        "objective_kind": None,
+        "metrics": {},
+        "reason": None,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+
+
+def _insert_trials(session: Session, study_id: str, trials: Sequence[TrialLike]) -> int:
+    """Insert trials, skipping keys the study already has; the number inserted."""
+    now = utcnow()
+    rows = [_trial_row(study_id, trial, now) for trial in trials]
+    statement = _insert(session, Trial.__table__).on_conflict_do_nothing(
+        index_elements=["study_id", "key"]
+    )
+    # RETURNING counts the inserted rows on every driver (an executemany's rowcount may be -1)
+    # and makes SQLAlchemy send multi-row VALUES pages ("insertmanyvalues") of a cached statement
+    statement = statement.returning(Trial.id)
+    return sum(
+        len(session.execute(statement, list(chunk)).all()) for chunk in _chunks(rows, TRIAL_BATCH)
+    )
+
+
+def _unique_keys(trials: Sequence[TrialLike]) -> None:
+    seen: set[str] = set()
+    for i, trial in enumerate(trials):
+        if trial.key in seen:
+            raise SpecError(f"trials[{i}].key: duplicate trial key {trial.key!r}")
+        seen.add(trial.key)
+
+
+# ---------------------------------------------------------------------------------------------
+# studies
+
+
+def create_study(
+    session: Session,
+    *,
+    name: str,
+    task: str,
+    spec: Mapping[str, Any],
+    trials: Sequence[TrialLike],
+    tags: Sequence[str] = (),
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    study_id: str | None = None,
+) -> tuple[StudyInfo, bool]:
+    """Create a ``pending`` study with all its trial rows; ``(study, created)``.
+
+    With an ``idempotency_key``: if a study was already created with that key and the same
+    ``request_hash``, it is returned with ``created=False`` and nothing is written; with another
+    hash, :class:`IdempotencyConflict` is raised. ``request_hash`` defaults to
+    :func:`hash_request` of name, task, spec and tags. Two concurrent creates with the same key
+    make one study (``INSERT … ON CONFLICT DO NOTHING`` on the unique key).
+
+    Raises :class:`SpecError` when two trials share a key.
+    """
+    _unique_keys(trials)
+    tag_list = list(tags)
+    if not all(isinstance(tag, str) for tag in tag_list):
+        raise SpecError("tags: must be strings")
+    if idempotency_key is not None and request_hash is None:
+        request_hash = hash_request({"name": name, "task": task, "spec": spec, "tags": tag_list})
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, idempotency_key, request_hash)
+        if existing is not None:
+            return existing, False
+    now = utcnow()
+    new_id = study_id or uuid4().hex
+    values = {
+        "id": new_id,
+        "name": name,
+        "task": task,
+        "spec": dict(spec),
+        "tags": tag_list,
+        "status": "pending",
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "created_at": now,
+        "updated_at": now,
+    }
+    statement = _insert(session, Study).values(values)
+    if idempotency_key is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    if session.execute(statement.returning(Study.id)).first() is None:
+        # a concurrent request with the same key won the race after our check above
+        existing = _by_idempotency_key(session, idempotency_key, request_hash)  # type: ignore[arg-type]
+        if existing is None:  # pragma: no cover - the conflicting row cannot vanish
+            raise IdempotencyConflict(f"idempotency key {idempotency_key!r}: concurrent use")
+        return existing, False
+    _insert_trials(session, new_id, trials)
+    return get_study(session, new_id), True
+
+
+def _by_idempotency_key(session: Session, key: str, request_hash: str | None) -> StudyInfo | None:
+    query = select(Study).where(Study.idempotency_key == key)
+    row = session.scalars(_fresh(query)).one_or_none()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was already used for study {row.id} with another request"
+        )
+    return _study_info(row)
+
+
+def add_trials(session: Session, study_id: str, trials: Sequence[TrialLike]) -> int:
+    """Add trials to an existing study (a search proposes them as it goes); how many were new.
+
+    Keys the study already has are skipped, so adding the same trials twice is harmless.
+    """
+    _require_study(session, study_id)
+    _unique_keys(trials)
+    return _insert_trials(session, study_id, trials)
+
+
+def get_study(session: Session, study_id: str) -> StudyInfo:
+    """The study, or :class:`StudyNotFound`."""
+    row = session.get(Study, study_id, populate_existing=True)
+    if row is None:
+        raise StudyNotFound(f"study {study_id!r} not found")
+    return _study_info(row)
+
+
+def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
+    """``tag`` is an element of ``studies.tags`` (a JSON array), in each dialect's spelling."""
+    if session.get_bind().dialect.name == "postgresql":
+        elements = func.json_array_elements_text(Study.tags).table_valued("value")
+    else:
+        elements = func.json_each(Study.tags).table_valued("value")
+    return exists(select(1).select_from(elements).where(elements.c.value == tag))
+
+
+def list_studies(
+    session: Session,
+    *,
+    status: StudyStatus | Collection[StudyStatus] | None = None,
+    task: str | None = None,
+    tag: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[StudyInfo]:
+    """Studies, newest first (``created_at`` then ``id``, descending), filtered, one page.
+
+    ``cursor`` is the ``next_cursor`` of the previous page (opaque; a malformed one or one of
+    another listing raises :class:`InvalidCursor`). ``limit`` is 1 to 500
+    (:class:`InvalidQuery` otherwise). Keyset paging: rows created meanwhile never shift a page.
+    """
+    _check_limit(limit)
+    query = select(Study)
+    wanted = _statuses(status, STUDY_STATUSES)
+    if wanted is not None:
+        query = query.where(Study.status.in_(wanted))
+    if task is not None:
+        query = query.where(Study.task == task)
+    if tag is not None:
+        query = query.where(_has_tag(session, tag))
+    if cursor is not None:
+        created_text, last_id = _decode_cursor(cursor, "studies", 2)
+        try:
+            created = datetime.fromisoformat(created_text)
+        except (TypeError, ValueError):
+            raise InvalidCursor("cursor: malformed") from None
+        if created.tzinfo is None or not isinstance(last_id, str):
+            raise InvalidCursor("cursor: malformed")
+        query = query.where(
+            or_(
+                Study.created_at < created,
+                and_(Study.created_at == created, Study.id < last_id),
+            )
+        )
+    query = query.order_by(Study.created_at.desc(), Study.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(_fresh(query)))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = _encode_cursor("studies", [last.created_at.isoformat(), last.id])
+    return Page([_study_info(row) for row in rows], next_cursor)
+
+
+def set_study_status(
+    session: Session,
+    study_id: str,
+    status: StudyStatus,
+    *,
+    error: str | None = None,
+    resume: bool = False,
+) -> StudyInfo:
+    """Move the study to ``status`` (see the module's transition table); the updated study.
+
+    A compare-and-set on the current status: if another process changed it in between, the
+    transition is re-checked against the new status.
+    """
+    if status not in STUDY_STATUSES:
+        raise InvalidTransition(f"status: unknown study status {status!r}")
+    for _ in range(3):
+        current = get_study(session, study_id)
+        if current.status == status:
+            return current
+        allowed = TRANSITIONS[current.status]
+        if not (status in allowed or (resume and current.status in STUDY_FINISHED)):
+            hint = " (resume it)" if status in RESUME_TARGETS else ""
+            raise InvalidTransition(
+                f"study {study_id}: cannot go from {current.status} to {status}{hint}"
+            )
+        now = utcnow()
+        values: dict[str, Any] = {"status": status}
+        if status == "running":
+            values.update(started_at=now, finished_at=None, error=None)
+        elif status == "pending":
+            values.update(finished_at=None, error=None)
+        else:
+            values.update(finished_at=now, error=error)
+        result = session.execute(
+            update(Study)
+            .where(Study.id == study_id, Study.status == current.status)
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            return get_study(session, study_id)
+    raise InvalidTransition(f"study {study_id}: its status keeps changing; try again")
+
+
+def set_ray_job_id(session: Session, study_id: str, ray_job_id: str | None) -> None:
+    """Remember the Ray job that runs the study (to stop it on cancel)."""
+    result = session.execute(
+        update(Study)
+        .where(Study.id == study_id)
+        .values(ray_job_id=ray_job_id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        raise StudyNotFound(f"study {study_id!r} not found")
+
+
+def delete_study(session: Session, study_id: str) -> None:
+    """Delete the study; the database cascades to its trials and their metric points."""
+    result = session.execute(
+        delete(Study).where(Study.id == study_id).execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        raise StudyNotFound(f"study {study_id!r} not found")
+
+
+# ---------------------------------------------------------------------------------------------
+# progress
+
+
+def _count_by_status(session: Session, study_ids: Collection[str]) -> dict[str, Progress]:
+    counts: dict[str, dict[str, int]] = {study_id: {} for study_id in study_ids}
+    query = (
+        select(Trial.study_id, Trial.status, func.count())
+        .where(Trial.study_id.in_(list(study_ids)))
+        .group_by(Trial.study_id, Trial.status)
+    )
+    for study_id, status, count in session.execute(query):
+        counts[study_id][status] = count
+    return {
+        study_id: Progress(total=sum(by_status.values()), **by_status)
+        for study_id, by_status in counts.items()
+    }
+
+
+def study_progress(session: Session, study_id: str) -> Progress:
+    """Trial counts per status (and ``done``) of one study."""
+    _require_study(session, study_id)
+    return _count_by_status(session, [study_id])[study_id]
+
+
+def studies_progress(session: Session, study_ids: Collection[str]) -> dict[str, Progress]:
+    """Trial counts of several studies in one query (a listing page); unknown ids count 0."""
+    return _count_by_status(session, set(study_ids)) if study_ids else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# trials: lifecycle
+
+
+def unfinished_trials(session: Session, study_id: str) -> list[TrialInfo]:
+    """The trials a (re)run must still run (not completed, diverged or failed), in creation
+    order."""
+    _require_study(session, study_id)
+    query = (
+        select(Trial)
+        .where(Trial.study_id == study_id, Trial.status.not_in(TRIAL_FINISHED))
+        .order_by(Trial.id)
+    )
+    return [_trial_info(row) for row in session.scalars(_fresh(query))]
+
+
+def mark_trial_running(session: Session, study_id: str, key: str) -> bool:
+    """A run of the trial starts: ``running``, ``attempts += 1``, ``started_at = now``.
+
+    Returns ``False`` and changes nothing when the trial is already finished (a late or
+    duplicated start must not undo a result). Raises TrialNotFound / StudyNotFound.
+    """
+    result = session.execute(
+        update(Trial)
+        .where(
+            Trial.study_id == study_id,
+            Trial.key == key,
+            Trial.status.not_in(TRIAL_FINISHED),
+        )
+        .values(
+            status="running",
+            attempts=Trial.attempts + 1,
+            started_at=utcnow(),
+            finished_at=None,
+            reason=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        return True
+    _trial_id(session, study_id, key)  # raises when the study or trial does not exist
+    return False
+
+
+def reset_running_trials(session: Session, study_id: str) -> int:
+    """Trials left ``running`` (their driver died) go back to ``pending``; how many.
+
+    ``attempts`` and ``started_at`` are kept: they tell how often and when it was tried.
+    """
+    _require_study(session, study_id)
+    result = session.execute(
+        update(Trial)
+        .where(Trial.study_id == study_id, Trial.status == "running")
+        .values(status="pending")
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def cancel_pending_trials(session: Session, study_id: str, *, include_running: bool = False) -> int:
+    """Mark the study's ``pending`` (and, if asked, ``running``) trials ``cancelled``; how many.
+
+    Finished trials keep their results. A cancelled trial is unfinished: a resume runs it.
+    """
+    _require_study(session, study_id)
+    statuses = ["pending", "running"] if include_running else ["pending"]
+    result = session.execute(
+        update(Trial)
+        .where(Trial.study_id == study_id, Trial.status.in_(statuses))
+        .values(status="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def record_trial_result(
+    session: Session,
+    study_id: str,
+    key: str,
+    *,
+    status: TrialStatus,
+    final_objective: float | None = None,
+    metrics: Mapping[str, float | None] | None = None,
+    reason: str | None = None,
+    finished_at: datetime | None = None,
+    trial: TrialLike | None = None,
+) -> TrialInfo:
+    """Store a trial's outcome, idempotently by (study, key); the stored trial.
+
+    ``status`` is completed, diverged, failed or cancelled. ``final_objective`` may be any
+    float (NaN/±inf are stored as their kind, the float column NULL); ``metrics`` (the last
+    reported values) replace the stored ones, ``None`` keeps them. Writing the same result
+    again changes nothing (timestamps included); a different finished result replaces the
+    old one; a ``cancelled`` result never replaces a finished one.
+
+    A trial that does not exist yet is inserted first when ``trial`` describes it (trials a
+    search proposed on the fly); otherwise TrialNotFound / StudyNotFound.
+    """
+    if status not in RESULT_STATUSES:
+        raise InvalidTransition(
+            f"status: a result is one of {', '.join(RESULT_STATUSES)}, not {status!r}"
+            " (use mark_trial_running to start a trial)"
+        )
+    value, kind = encode_float(final_objective, "final_objective")
+    encoded_metrics = None if metrics is None else encode_metrics(metrics)
+    row = _load_trial(session, study_id, key)
+    if row is None:
+        if trial is None:
+            _trial_id(session, study_id, key)  # raises StudyNotFound or TrialNotFound
+        elif trial.key != key:
+            raise ValueError(f"trial: its key {trial.key!r} is not {key!r}")
+        add_trials(session, study_id, [trial])  # type: ignore[list-item]
+        row = _load_trial(session, study_id, key)
+        assert row is not None  # inserted just now, or by a concurrent writer
+    if status == "cancelled" and row.status in TRIAL_FINISHED:
+        return _trial_info(row)
+    unchanged = (
+        row.status == status
+        and row.final_objective == value
+        and row.objective_kind == kind
+        and row.reason == reason
+        and (encoded_metrics is None or row.metrics == encoded_metrics)
+    )
+    if unchanged:
+        return _trial_info(row)
+    values: dict[str, Any] = {
+        "status": status,
+        "final_objective": value,
+        "objective_kind": kind,
+        "reason": reason,
+        "finished_at": finished_at or utcnow(),
+    }
+    if encoded_metrics is not None:
+        values["metrics"] = encoded_metrics
+    guard = [Trial.id == row.id]
+    if status == "cancelled":  # a result may land between our read and this write
+        guard.append(Trial.status.not_in(TRIAL_FINISHED))
+    session.execute(
+        update(Trial).where(*guard).values(values).execution_options(synchronize_session=False)
+    )
+    return get_trial(session, study_id, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# trials: metric curves
+
+
+def record_metric_points(
+    session: Session, study_id: str, key: str, points: Iterable[tuple[int, str, float]]
+) -> int:
+    """Store ``(step, name, value)`` points of a trial's curves; the number of distinct points.
+
+    Idempotent on (trial, step, name): a point recorded again takes the new value (a re-run
+    trial overwrites its previous attempt's curve). NaN/±inf are stored as their kind.
+    Inserted in batches of 1,000 rows per statement.
+    """
+    trial_id = _trial_id(session, study_id, key)
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for i, point in enumerate(points):
+        step, name, number = point
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise TypeError(f"points[{i}]: step must be an int, got {step!r}")
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"points[{i}]: name must be a non-empty string, got {name!r}")
+        if number is None:
+            raise TypeError(f"points[{i}]: value must be a number, got None")
+        value, kind = encode_float(number, f"points[{i}].value")
+        # last one wins inside a batch: PostgreSQL refuses to update one row twice per INSERT
+        rows[(step, name)] = {
+            "trial_id": trial_id,
+            "step": step,
+            "name": name,
+            "value": value,
+            "kind": kind,
+        }
+    batch = list(rows.values())
+    # One statement compiled once and executed for 1,000 rows at a time; with RETURNING,
+    # SQLAlchemy sends each batch as one multi-row VALUES ("insertmanyvalues"), several times
+    # faster on PostgreSQL than row-by-row executemany or a VALUES list compiled per batch.
+    statement = _insert(session, MetricPoint.__table__)
+    statement = statement.on_conflict_do_update(
+        index_elements=["trial_id", "step", "name"],
+        set_={"value": statement.excluded.value, "kind": statement.excluded.kind},
+    )
+    for chunk in _chunks(batch, POINT_BATCH):
+        session.execute(statement.returning(MetricPoint.id), list(chunk)).all()
+    return len(batch)
+
+
+def metric_curve(
+    session: Session, study_id: str, key: str, name: str | None = None
+) -> list[CurvePoint]:
+    """A trial's recorded points ordered by step (then name), optionally of one metric."""
+    trial_id = _trial_id(session, study_id, key)
+    query = select(MetricPoint.step, MetricPoint.name, MetricPoint.value, MetricPoint.kind).where(
+        MetricPoint.trial_id == trial_id
+    )
+    if name is not None:
+        query = query.where(MetricPoint.name == name)
+    query = query.order_by(MetricPoint.step, MetricPoint.name)
+    return [
+        CurvePoint(step, point_name, decode_float(value, kind))  # type: ignore[arg-type]
+        for step, point_name, value, kind in session.execute(query)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# trials: reading
+
+
+def get_trial(session: Session, study_id: str, key: str) -> TrialInfo:
+    """One trial by key, or TrialNotFound / StudyNotFound."""
+    row = _load_trial(session, study_id, key)
+    if row is None:
+        _trial_id(session, study_id, key)  # raises the right error
+    return _trial_info(row)  # type: ignore[arg-type]
+
+
+def _eta_bound(name: str, value: float | None) -> float | None:
+    if value is not None and (isinstance(value, bool) or not math.isfinite(value)):
+        raise InvalidQuery(f"{name}: must be a finite number, got {value!r}")
+    return value
+
+
+def list_trials(
+    session: Session,
+    study_id: str,
+    *,
+    optimizer: str | None = None,
+    status: TrialStatus | Collection[TrialStatus] | None = None,
+    eta_min: float | None = None,
+    eta_max: float | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[TrialInfo]:
+    """A study's trials in creation order (trial id), filtered, one page.
+
+    ``eta_min``/``eta_max`` are inclusive bounds; ALI-G∞ (``eta`` NULL, an infinite η) passes
+    every lower bound and no upper bound. Paging as :func:`list_studies` (cursors are per study).
+    """
+    _check_limit(limit)
+    _require_study(session, study_id)
+    query: Select[tuple[Trial]] = select(Trial).where(Trial.study_id == study_id)
+    if optimizer is not None:
+        query = query.where(Trial.optimizer == optimizer)
+    wanted = _statuses(status, TRIAL_STATUSES)
+    if wanted is not None:
+        query = query.where(Trial.status.in_(wanted))
+    if _eta_bound("eta_min", eta_min) is not None:
+        query = query.where(or_(Trial.eta >= eta_min, Trial.eta.is_(None)))
+    if _eta_bound("eta_max", eta_max) is not None:
+        query = query.where(Trial.eta <= eta_max)
+    listing = f"trials:{study_id}"
+    if cursor is not None:
+        (last_id,) = _decode_cursor(cursor, listing, 1)
+        if isinstance(last_id, bool) or not isinstance(last_id, int):
+            raise InvalidCursor("cursor: malformed")
+        query = query.where(Trial.id > last_id)
+    rows = list(session.scalars(_fresh(query.order_by(Trial.id).limit(limit + 1))))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(listing, [rows[-1].id])
+    return Page([_trial_info(row) for row in rows], next_cursor)
+
+
+def trial_records(session: Session, study_id: str) -> list[TrialRecord]:
+    """Every trial of the study as the analysis' plain records (creation order)."""
+    _require_study(session, study_id)
+    query = select(Trial).where(Trial.study_id == study_id).order_by(Trial.id)
+    return [_trial_info(row).record() for row in session.scalars(_fresh(query))]

@@ -1,0 +1,134 @@
+"""studies.rendering: real images out (PNG decoded, SVG parsed), formats, labels, threads."""
+
+import io
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from PIL import Image
+
+from studies.analysis import Heatmap, heatmap, sensitivity
+from studies.records import TrialRecord
+from studies.rendering import (
+    DPI,
+    FORMATS,
+    eta_label,
+    heatmap_size,
+    render_heatmap,
+    render_learning_curves,
+    render_sensitivity,
+)
+from studies.rendering.curves import CURVES_SIZE, SENSITIVITY_SIZE
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def records():
+    out = []
+    for optimizer, best, diverge_from in (("alig", 0, 99), ("sgd", -1, 1), ("adam", -3, 0)):
+        for exponent in range(-4, 3):
+            for seed in range(3):
+                diverged = exponent >= diverge_from or (
+                    optimizer == "sgd" and exponent == 0 == seed
+                )
+                value = None if diverged else 10.0 ** ((exponent - best) ** 2 / 4 - 2) + seed
+                out.append(
+                    TrialRecord(
+                        key=f"{optimizer}{exponent}{seed}",
+                        optimizer=optimizer,
+                        eta=10.0**exponent,
+                        batch_size=32,
+                        seed=seed,
+                        status="diverged" if diverged else "completed",
+                        final_objective=value,
+                    )
+                )
+    out += [
+        TrialRecord(f"inf{s}", "alig", None, 32, seed=s, status="completed", final_objective=0.5)
+        for s in range(3)
+    ]
+    out += [TrialRecord("failed", "adam", 1e-4, 32, seed=9, status="failed")]
+    return out
+
+
+def decode_png(data):
+    assert data.startswith(PNG_SIGNATURE)
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def n_colours(image):
+    return len(image.getcolors(maxcolors=1 << 24))
+
+
+def test_heatmap_png_has_the_figure_size_and_real_content():
+    hm = heatmap(records())
+    assert "diverged" in hm.status[2] and "partial" in hm.status[1]
+    image = decode_png(render_heatmap(hm))
+    width, height = heatmap_size(len(hm.rows), len(hm.columns))
+    assert image.size == (round(width * DPI), round(height * DPI))
+    assert n_colours(image) > 50  # colour scale, hatching, text: not a blank canvas
+
+
+def test_heatmap_svg_parses_and_holds_the_hatch_pattern():
+    svg = render_heatmap(heatmap(records()), format="svg")
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    assert b"<pattern" in svg  # hatched diverged cells
+    clean = [r for r in records() if r.status == "completed"]
+    assert b"<pattern" not in render_heatmap(heatmap(clean), format="svg")
+
+
+def test_heatmap_edge_cases_render():
+    def one(value, status):
+        return Heatmap(["sgd"], [0.1, None], [[value, None]], [[status, "missing"]],
+                       [[1, 0]], [[1, 0]], "final_objective", "minimize", {})  # fmt: skip
+
+    for table in (one(-1.0, "ok"), one(2.0, "partial"), one(None, "diverged")):
+        assert decode_png(render_heatmap(table)).size[0] > 0
+    empty = Heatmap([], [], [], [], [], [], "final_objective", "maximize", {})
+    assert render_heatmap(empty, format="pdf").startswith(b"%PDF")
+
+
+def test_unknown_format_names_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"\['pdf', 'png', 'svg'\]"):
+        render_heatmap(heatmap(records()), format="jpeg")
+    assert FORMATS["svg"].media_type == "image/svg+xml"
+
+
+def test_eta_labels_are_powers_of_ten():
+    assert eta_label(1e-4) == "$10^{-4}$"
+    assert eta_label(1e6) == "$10^{6}$"
+    assert eta_label(1.0) == "$10^{0}$"
+    assert eta_label(1e-5) == "$10^{-5}$"
+    assert eta_label(0.03) == r"$3\times10^{-2}$"
+    assert eta_label(2.5) == "2.5"
+    assert eta_label(None) == r"$\infty$"
+
+
+def test_learning_curves_render():
+    curves = {
+        "alig": [(step, 1.0 / (step + 1)) for step in range(50)],
+        "sgd": [(step, float("nan") if step == 20 else 2.0 / (step + 1)) for step in range(50)],
+    }
+    image = decode_png(render_learning_curves(curves, "train_loss"))
+    assert image.size == (round(CURVES_SIZE[0] * DPI), round(CURVES_SIZE[1] * DPI))
+    assert n_colours(image) > 10
+    # a non-positive value cannot go on a log axis: linear instead, no error
+    ET.fromstring(render_learning_curves({"a": [(0, 0.0), (1, -1.0)]}, "x", format="svg"))
+    ET.fromstring(render_learning_curves({}, "train_loss", format="svg"))
+
+
+def test_sensitivity_renders_from_records_or_info():
+    image = decode_png(render_sensitivity(records()))
+    assert image.size == (round(SENSITIVITY_SIZE[0] * DPI), round(SENSITIVITY_SIZE[1] * DPI))
+    assert n_colours(image) > 10
+    svg = render_sensitivity(sensitivity(records()), format="svg", log_y=False)
+    ET.fromstring(svg)
+
+
+def test_rendering_from_threads_gives_the_serial_bytes():
+    hm = heatmap(records())
+    serial = render_heatmap(hm)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: render_heatmap(hm), range(2)))
+    assert all(result == serial for result in results)

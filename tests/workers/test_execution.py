@@ -1,0 +1,218 @@
+"""Studies run on a real local Ray (head + dashboard + Jobs API): results land in SQL exactly once,
+crashes and cancels lose nothing."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from studies.settings import Settings
+from studies.spec import expand_grid, parse_spec
+from studies.store import Store, repository
+from tests.ray_cluster import driver_env, start_driver
+from workers.launcher import RayJobLauncher, driver_environment
+
+pytestmark = pytest.mark.slow
+
+GRID = {
+    "task": "matrix-factorisation",
+    "task_options": {"rank": "true-model", "n_samples": 128, "n_val": 64},
+    "optimizers": ["alig", "sgd"],
+    "grid": {"eta": [0.1, 1.0, 1e4], "batch_size": [32], "seed": [0, 1]},
+    "budget": {"epochs": 2},
+    "device": "cpu",
+    "max_failures": 2,
+}
+# ~60 ms per step: a few seconds per trial, time to kill or cancel in the middle
+SLOW = {
+    "task": "dnc-copy",
+    "optimizers": ["alig", "sgd"],
+    "grid": {"eta": [0.1, 1.0], "batch_size": [4], "seed": [0, 1, 2]},
+    "budget": {"steps": 60},
+    "device": "cpu",
+    "max_failures": 3,
+}
+
+
+@pytest.fixture
+def env(tmp_path: Path, ray_head):
+    url = f"sqlite:///{tmp_path / 'studies.sqlite'}"
+    store = Store(url)
+    store.upgrade()
+    yield store, driver_env(url, tmp_path / "ray_results", ray_head), tmp_path
+    store.dispose()
+
+
+def create(store: Store, spec_json: dict, name: str = "study") -> str:
+    spec = parse_spec(spec_json)
+    with store.session() as session:
+        study, _ = repository.create_study(
+            session, name=name, task=spec.task, spec=spec.model_dump(mode="json", by_alias=True),
+            trials=expand_grid(spec),
+        )  # fmt: skip
+    return study.id
+
+
+def wait_until(predicate, timeout: float, every: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def progress(store: Store, study_id: str):
+    with store.session() as session:
+        return repository.study_progress(session, study_id)
+
+
+def trials(store: Store, study_id: str):
+    with store.session() as session:
+        return {t.key: t for t in repository.list_trials(session, study_id, limit=500).items}
+
+
+def run_to_end(study_id: str, env_vars: dict, log: Path, timeout: float = 240) -> int:
+    process = start_driver(study_id, env_vars, log)
+    try:
+        return process.wait(timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_grid_study_runs_end_to_end_through_the_entrypoint(env):
+    store, env_vars, tmp = env
+    study_id = create(store, GRID)
+    assert run_to_end(study_id, env_vars, tmp / "driver.log") == 0, (tmp / "driver.log").read_text()
+    with store.session() as session:
+        study = repository.get_study(session, study_id)
+        rows = repository.list_trials(session, study_id, limit=500).items
+        curve = repository.metric_curve(session, study_id, rows[0].key, "train_loss")
+    assert study.status == "succeeded" and study.started_at and study.finished_at
+    assert len(rows) == 12
+    assert all(r.attempts == 1 for r in rows)
+    diverged = {(r.optimizer, r.eta) for r in rows if r.status == "diverged"}
+    assert ("sgd", 1e4) in diverged and ("alig", 1e4) not in diverged
+    completed = [r for r in rows if r.status == "completed"]
+    assert all(r.final_objective is not None for r in completed)
+    assert [p.step for p in curve] == [4, 8]  # one point per epoch (128 samples / 32)
+
+
+def test_study_through_the_jobs_api_shows_in_the_dashboard(env, ray_head):
+    store, env_vars, _ = env
+    study_id = create(store, {**GRID, "grid": {**GRID["grid"], "seed": [0]}}, name="jobs-api")
+    settings = Settings(
+        database_url=env_vars["SENSITIVITY_DATABASE_URL"],
+        storage_path=Path(env_vars["SENSITIVITY_STORAGE_PATH"]),
+    )
+    launcher = RayJobLauncher(ray_head.dashboard_url, settings)
+    job_id = launcher.submit(study_id, "jobs-api")
+    assert launcher.submit(study_id, "jobs-api") == job_id  # a repeated submit is harmless
+    assert launcher.wait(job_id, timeout=240) == "SUCCEEDED", launcher.logs(job_id)
+    assert progress(store, study_id).done == 6
+    jobs = requests.get(f"{ray_head.dashboard_url}/api/jobs/", timeout=10).json()
+    ours = [j for j in jobs if j.get("submission_id") == job_id]
+    assert ours and ours[0]["metadata"]["study_name"] == "jobs-api"
+    assert "study" in launcher.logs(job_id)
+    assert (
+        driver_environment(settings)["SENSITIVITY_DATABASE_URL"]
+        == env_vars["SENSITIVITY_DATABASE_URL"]
+    )
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(env):
+    store, env_vars, tmp = env
+    study_id = create(store, SLOW)
+    process = start_driver(study_id, env_vars, tmp / "driver1.log")
+    try:
+        assert wait_until(lambda: progress(store, study_id).done >= 3, timeout=180)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and anything in its group
+        process.wait()
+    before = {
+        k: t for k, t in trials(store, study_id).items() if t.status in ("completed", "diverged")
+    }
+    assert 3 <= len(before) < 12
+    assert run_to_end(study_id, env_vars, tmp / "driver2.log") == 0, (
+        tmp / "driver2.log"
+    ).read_text()
+    after = trials(store, study_id)
+    assert len(after) == 12
+    assert all(t.status in ("completed", "diverged") for t in after.values())
+    for key, old in before.items():  # finished trials were not run again
+        assert after[key].attempts == 1
+        assert after[key].finished_at == old.finished_at
+    with store.session() as session:
+        assert repository.get_study(session, study_id).status == "succeeded"
+
+
+def test_killed_trial_worker_is_retried_and_the_study_completes(env):
+    store, env_vars, tmp = env
+    study_id = create(
+        store, {**SLOW, "grid": {**SLOW["grid"], "seed": [0]}, "budget": {"steps": 150}}
+    )
+    process = start_driver(study_id, env_vars, tmp / "driver.log")
+    try:
+        assert wait_until(lambda: progress(store, study_id).running >= 1, timeout=120)
+        time.sleep(2)
+        victims = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc|ray::train"],
+                                 capture_output=True, text=True).stdout.split()  # fmt: skip
+        assert victims, "no trial worker process found"
+        os.kill(int(victims[0]), signal.SIGKILL)
+        assert process.wait(240) == 0, (tmp / "driver.log").read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    rows = trials(store, study_id).values()
+    assert len(rows) == 4 and all(t.status in ("completed", "diverged") for t in rows)
+    assert max(t.attempts for t in rows) >= 2  # the killed trial ran again
+
+
+def test_cancel_mid_study_ends_within_seconds_and_keeps_results(env):
+    store, env_vars, tmp = env
+    study_id = create(store, SLOW)
+    process = start_driver(study_id, env_vars, tmp / "driver.log")
+    try:
+        assert wait_until(lambda: progress(store, study_id).done >= 2, timeout=180)
+        with store.session() as session:
+            repository.set_study_status(session, study_id, "cancelled")
+        cancelled_at = time.monotonic()
+        assert process.wait(60) == 0, (tmp / "driver.log").read_text()
+        assert time.monotonic() - cancelled_at < 20
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    counts = progress(store, study_id)
+    assert counts.done >= 2 and counts.running == 0
+    assert counts.cancelled >= 1
+    with store.session() as session:
+        assert repository.get_study(session, study_id).status == "cancelled"
+
+
+def test_tpe_search_over_eta_finishes_its_budget(env):
+    store, env_vars, tmp = env
+    spec = {
+        "task": "matrix-factorisation",
+        "task_options": {"rank": "true-model", "n_samples": 128, "n_val": 64},
+        "optimizers": ["sgd"],
+        "search": {"sampler": "tpe", "n_trials": 5, "eta": {"low": 1e-3, "high": 1.0}, "seed": 1},
+        "budget": {"epochs": 1},
+        "device": "cpu",
+    }
+    parsed = parse_spec(spec)
+    with store.session() as session:
+        study, _ = repository.create_study(
+            session, name="search", task=parsed.task, spec=parsed.model_dump(mode="json", by_alias=True),
+            trials=[],
+        )  # fmt: skip
+    assert run_to_end(study.id, env_vars, tmp / "driver.log") == 0, (tmp / "driver.log").read_text()
+    rows = list(trials(store, study.id).values())
+    assert len(rows) == 5
+    assert all(t.status in ("completed", "diverged") for t in rows)
+    etas = [t.eta for t in rows]
+    assert all(1e-3 <= eta <= 1.0 for eta in etas) and len(set(etas)) == 5

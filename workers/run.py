@@ -1,0 +1,224 @@
+"""A study's driver: ``python -m workers.run <study-id>``, usually as the study's Ray Job.
+
+1. loads the study from SQL (``SENSITIVITY_DATABASE_URL``), resets trials a dead driver left
+   ``running``, and marks the study ``running``;
+2. runs the study's **unfinished** trials with Ray Tune on the cluster it is in (or a local Ray):
+   grid studies as ``tune.grid_search`` over the trials' keys and configs, search studies with
+   one ``OptunaSearch`` per optimizer; ``tune.with_resources`` from the spec (fractional GPUs
+   allowed), ``reuse_actors=True``, ``FailureConfig(max_failures)`` and an absolute storage path;
+3. a driver-side callback writes every result into SQL as it arrives (``store_callback``);
+4. ends the study ``succeeded`` (every trial finished; diverged and failed trials are results),
+   ``failed`` with the reason (every trial failed, or the driver itself failed), or leaves it
+   ``cancelled`` when it was cancelled meanwhile (its running trials become ``cancelled``).
+
+Running it again for an interrupted study runs only what is not finished: the database, not
+Tune's experiment directory, is the source of truth.
+"""
+
+import argparse
+import logging
+import math
+import os
+import sys
+import traceback
+from typing import Any
+
+from studies.settings import Settings
+from studies.spec import StudySpec, parse_spec
+from studies.store import Store, repository
+from workers.ray_env import apply_ray_environment
+
+log = logging.getLogger("workers.run")
+
+
+class StudyDriver:
+    """Runs one study's unfinished trials on Ray Tune."""
+
+    def __init__(self, store: Store, study_id: str, settings: Settings) -> None:
+        self.store = store
+        self.study_id = study_id
+        self.settings = settings
+
+    def run(self) -> str:
+        """Run the study; return its final status."""
+        with self.store.session() as session:
+            study = repository.get_study(session, self.study_id)
+            if study.status == "cancelled":
+                log.info("study %s is cancelled: nothing to run", self.study_id)
+                return "cancelled"
+            reset = repository.reset_running_trials(session, self.study_id)
+            repository.set_study_status(session, self.study_id, "running", resume=True)
+        if reset:
+            log.info("reset %d trials left running by an earlier driver", reset)
+        spec = parse_spec(study.spec, max_trials=math.inf)  # type: ignore[arg-type]
+        try:
+            self._connect_ray()
+            if spec.search is not None:
+                self._run_search(spec)
+            else:
+                self._run_grid(spec)
+        except BaseException as error:
+            self._finish_failed(f"{type(error).__name__}: {error}", traceback.format_exc())
+            raise
+        return self._finish()
+
+    # ----------------------------------------------------------------------------- Ray and Tune
+
+    def _connect_ray(self) -> None:
+        import ray
+
+        apply_ray_environment(self.settings)
+        if ray.is_initialized():
+            return
+        address = self.settings.ray_cluster_address
+        if address or os.environ.get("RAY_ADDRESS"):
+            # a Ray Job (RAY_ADDRESS set by Ray) or an explicit cluster: join it
+            ray.init(address=address, log_to_driver=True)
+        else:  # run by hand with no cluster: a private local Ray for this driver
+            ray.init(
+                address="local", num_cpus=self.settings.local_ray_num_cpus, include_dashboard=False
+            )
+
+    def _tuner_parts(self, spec: StudySpec, name: str) -> dict[str, Any]:
+        from ray import tune
+
+        from workers.store_callback import CancelStopper
+
+        storage = self.settings.resolved_storage_path
+        storage.mkdir(parents=True, exist_ok=True)
+        return {
+            "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+            "run_config": tune.RunConfig(
+                name=name,
+                storage_path=str(storage),
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                stop=CancelStopper(self.store, self.study_id),
+                verbose=1,
+            ),
+        }
+
+    def _run_grid(self, spec: StudySpec) -> None:
+        from ray import tune
+
+        from workers.store_callback import StoreCallback
+        from workers.trainable import train
+
+        with self.store.session() as session:
+            trials = repository.unfinished_trials(session, self.study_id)
+        if not trials:
+            log.info("study %s: every trial is finished", self.study_id)
+            return
+        log.info("study %s: running %d unfinished trials", self.study_id, len(trials))
+        parts = self._tuner_parts(spec, f"study-{self.study_id}")
+        run_config = parts["run_config"]
+        run_config.callbacks = [
+            StoreCallback(self.store, self.study_id, key_of=lambda c: c["trial"]["key"])
+        ]
+        entries = [{"key": t.key, "config": t.config} for t in trials]
+        tuner = tune.Tuner(
+            tune.with_resources(train, parts["resources"]),
+            param_space={"trial": tune.grid_search(entries)},
+            tune_config=tune.TuneConfig(reuse_actors=True),
+            run_config=run_config,
+        )
+        tuner.fit()
+
+    def _run_search(self, spec: StudySpec) -> None:
+        from ray import tune
+
+        from workers.search import make_searcher, sampled_trial, search_space
+        from workers.store_callback import StoreCallback
+        from workers.trainable import train
+
+        assert spec.search is not None
+        with self.store.session() as session:
+            # a search cannot re-run an interrupted sample: it is a failed draw of the budget
+            for trial in repository.unfinished_trials(session, self.study_id):
+                repository.record_trial_result(
+                    session, self.study_id, trial.key, status="failed",
+                    reason="interrupted; the search continues with new samples",
+                )  # fmt: skip
+            records = repository.trial_records(session, self.study_id)
+        for index, entry in enumerate(spec.entries):
+            done = sum(1 for r in records if r.optimizer == entry.row)
+            remaining = spec.search.n_trials - done
+            if remaining <= 0:
+                continue
+            base = {"spec": spec.model_dump(mode="json", by_alias=True), "entry": index}
+            parts = self._tuner_parts(spec, f"study-{self.study_id}-{index}")
+            run_config = parts["run_config"]
+            run_config.callbacks = [
+                StoreCallback(
+                    self.store,
+                    self.study_id,
+                    key_of=lambda c, base=base: sampled_trial(c, base).key,
+                    planned_of=lambda c, base=base: sampled_trial(c, base),
+                )
+            ]
+            tuner = tune.Tuner(
+                tune.with_resources(
+                    tune.with_parameters(train, search_base=base), parts["resources"]
+                ),
+                param_space=search_space(spec.search),
+                tune_config=tune.TuneConfig(
+                    search_alg=make_searcher(
+                        spec, self.study_id, index, self.settings.resolved_database_url
+                    ),
+                    num_samples=remaining,
+                    reuse_actors=True,
+                ),
+                run_config=run_config,
+            )
+            tuner.fit()
+            if self._cancelled():
+                return
+
+    # ----------------------------------------------------------------------------- outcome
+
+    def _cancelled(self) -> bool:
+        with self.store.session() as session:
+            return repository.get_study(session, self.study_id).status == "cancelled"
+
+    def _finish(self) -> str:
+        with self.store.session() as session:
+            study = repository.get_study(session, self.study_id)
+            if study.status == "cancelled":
+                repository.cancel_pending_trials(session, self.study_id, include_running=True)
+                return "cancelled"
+            progress = repository.study_progress(session, self.study_id)
+            unfinished = progress.total - progress.done
+            if unfinished:
+                error = f"{unfinished} of {progress.total} trials did not finish"
+            elif progress.total and progress.failed == progress.total:
+                error = "every trial failed (see the trials' reasons)"
+            else:
+                error = None
+            status = "failed" if error else "succeeded"
+            repository.set_study_status(session, self.study_id, status, error=error)
+        log.info("study %s %s: %s", self.study_id, status, progress.as_dict())
+        return status
+
+    def _finish_failed(self, error: str, details: str) -> None:
+        log.error("study %s failed: %s\n%s", self.study_id, error, details)
+        try:
+            with self.store.session() as session:
+                if repository.get_study(session, self.study_id).status != "cancelled":
+                    repository.set_study_status(session, self.study_id, "failed", error=error)
+        except Exception:  # the database itself may be what failed
+            log.exception("could not record the failure of study %s", self.study_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a stored study's unfinished trials.")
+    parser.add_argument("study_id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings()
+    store = Store(settings.resolved_database_url)
+    store.upgrade()
+    status = StudyDriver(store, args.study_id, settings).run()
+    return 0 if status in ("succeeded", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

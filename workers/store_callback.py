@@ -1,0 +1,167 @@
+"""Driver-side Tune callback and stopper that keep SQL the source of truth.
+
+- ``on_trial_start``: the trial row goes ``running`` with ``attempts += 1`` (created first in a
+  search study, whose trials are only known once sampled);
+- ``on_trial_result``: every metric of a report becomes a metric point at the report's step;
+  the final report stores the outcome (``completed``/``diverged``/``failed``) idempotently;
+- ``on_trial_error``: a trial that exhausted its retries is stored ``failed`` with the error.
+
+``CancelStopper`` asks Tune to stop everything once the study is marked ``cancelled`` in SQL
+(checked at most once a second): finished results stay, running trials stop promptly.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+from ray.tune.experiment import Trial as TuneTrial
+
+from studies.spec import PlannedTrial
+from studies.store import Store, repository
+from workers.trainable import FINAL
+
+# Tune adds bookkeeping to every result; only these are the trainer's curves.
+CURVE_METRICS = (
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_bit_errors",
+    "step_size_mean",
+    "step_capped_fraction",
+    "wall_time",
+    "epoch",
+)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+class _StoreUser:
+    """Holds a store by URL: Tune pickles its callbacks and stoppers with the experiment state,
+    and an engine cannot be pickled, so the store is (re)opened lazily."""
+
+    def __init__(self, store: Store) -> None:
+        self._url = store.engine.url.render_as_string(hide_password=False)
+        self._store: Store | None = store
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self._url)
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_store": None}
+
+
+class StoreCallback(_StoreUser, tune.Callback):
+    """Writes trial starts, curves and outcomes of one study into the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        study_id: str,
+        key_of: Callable[[dict[str, Any]], str],
+        planned_of: Callable[[dict[str, Any]], PlannedTrial] | None = None,
+    ) -> None:
+        super().__init__(store)
+        self.study_id = study_id
+        self.key_of = key_of  # Tune config -> trial key
+        self.planned_of = planned_of  # search studies: Tune config -> the trial to create
+        self.outcomes: dict[str, str] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: TuneTrial, **info: Any) -> None:
+        with self.store.session() as session:
+            if self.planned_of is not None:
+                planned = self.planned_of(trial.config)
+                if not self._exists(session, planned.key):
+                    repository.add_trials(session, self.study_id, [planned])
+            repository.mark_trial_running(session, self.study_id, self.key_of(trial.config))
+
+    def _exists(self, session: Any, key: str) -> bool:
+        try:
+            repository.get_trial(session, self.study_id, key)
+        except LookupError:
+            return False
+        return True
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: TuneTrial, result: dict, **info: Any
+    ) -> None:
+        key = self.key_of(trial.config)
+        step = result.get("step")
+        points = []
+        if isinstance(step, int | float) and not isinstance(step, bool):
+            for name in CURVE_METRICS:
+                value = _number(result.get(name))
+                if value is not None:
+                    points.append((int(step), name, value))
+        with self.store.session() as session:
+            if points:
+                repository.record_metric_points(session, self.study_id, key, points)
+            if result.get("kind") == FINAL:
+                metrics = {
+                    name: value
+                    for name in (*CURVE_METRICS, "step")
+                    if (value := _number(result.get(name))) is not None
+                }
+                objective = _number(result.get("final_objective"))
+                repository.record_trial_result(
+                    session,
+                    self.study_id,
+                    key,
+                    status=result["outcome"],
+                    final_objective=objective,
+                    metrics=metrics,
+                    reason=result.get("reason"),
+                )
+                self.outcomes[key] = result["outcome"]
+
+    def on_trial_error(self, iteration: int, trials: list, trial: TuneTrial, **info: Any) -> None:
+        key = self.key_of(trial.config)
+        reason = _error_text(trial)
+        with self.store.session() as session:
+            repository.record_trial_result(
+                session, self.study_id, key, status="failed", reason=reason
+            )
+        self.outcomes[key] = "failed"
+
+
+def _error_text(trial: TuneTrial) -> str:
+    """The last line of the trial's error (its exception), bounded in length."""
+    message = getattr(trial, "error_msg", None)
+    if not message and getattr(trial, "error_file", None):
+        try:
+            with open(trial.error_file, encoding="utf-8", errors="replace") as handle:
+                message = handle.read()
+        except OSError:
+            message = None
+    lines = [line for line in (message or "the trial's process failed").splitlines() if line]
+    return lines[-1][:2000] if lines else "the trial's process failed"
+
+
+class CancelStopper(_StoreUser, tune.Stopper):
+    """Stops the whole Tune run once the study is ``cancelled`` in SQL."""
+
+    def __init__(self, store: Store, study_id: str, every: float = 1.0) -> None:
+        super().__init__(store)
+        self.study_id = study_id
+        self.every = every
+        self._checked = -math.inf
+        self._cancelled = False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        now = time.monotonic()
+        if not self._cancelled and now - self._checked >= self.every:
+            self._checked = now
+            with self.store.session() as session:
+                self._cancelled = repository.get_study(session, self.study_id).status == "cancelled"
+        return self._cancelled
