@@ -63,6 +63,7 @@ from optim import validation
 from optim.closure import require_closure
 from optim.exceptions import InvalidHyperparameterError, MissingClosureError
 from optim.projection import global_norm
+from optim.step_sizes import StepSizeRecord
 
 _STATE_KEY = "aalig"
 _STATE_VERSION = 1
@@ -95,7 +96,7 @@ def section_ends(epochs: int, sections: int) -> tuple[int, ...]:
     return tuple(sorted({-(-j * epochs // sections) for j in range(1, sections + 1)}))
 
 
-class AALIG(Optimizer):
+class AALIG(StepSizeRecord, Optimizer):
     """AALIG: ALI-G with one approximate optimal value per training sample.
 
     Args:
@@ -251,14 +252,7 @@ class AALIG(Optimizer):
         denominator = g2_value + self.eps
         # 0/0 (no gap at a stationary point with eps = 0) means "no step", not NaN.
         uncapped = gap_value / denominator if denominator > 0 else 0.0
-        self.last_step_sizes = []
-        for index, group in enumerate(self.param_groups):
-            max_lr = group["max_lr"]
-            capped = uncapped > max_lr
-            gamma = max(max_lr if capped else uncapped, 0.0)
-            self.last_step_sizes.append(gamma)
-            if index == 0:
-                self.last_step_size, self.last_step_capped = gamma, capped
+        for group, gamma in zip(self.param_groups, self._capped_step_sizes(uncapped), strict=True):
             self._update_group(group, gamma)
         return returned
 

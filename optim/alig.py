@@ -29,10 +29,11 @@ from optim import validation
 from optim.closure import loss_value, require_closure
 from optim.exceptions import InvalidHyperparameterError
 from optim.projection import global_norm, project_onto_ball
+from optim.step_sizes import StepSizeRecord
 from optim.tiling import tiles
 
 
-class AliG(Optimizer):
+class AliG(StepSizeRecord, Optimizer):
     """ALI-G with an optional maximal learning rate, Nesterov momentum and an l2-ball constraint.
 
     Args:
@@ -102,14 +103,7 @@ class AliG(Optimizer):
         # 0/0 (zero loss at a stationary point with eps = 0) means "no step", not NaN.
         uncapped = value / denominator if denominator > 0 else 0.0
 
-        self.last_step_sizes = []
-        for index, group in enumerate(self.param_groups):
-            max_lr = group["max_lr"]
-            capped = max_lr is not None and uncapped > max_lr
-            gamma = max(max_lr if capped else uncapped, 0.0)
-            self.last_step_sizes.append(gamma)
-            if index == 0:
-                self.last_step_size, self.last_step_capped = gamma, capped
+        for group, gamma in zip(self.param_groups, self._capped_step_sizes(uncapped), strict=True):
             self._update_group(group, gamma)
         self.project()
         return loss

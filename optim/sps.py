@@ -34,12 +34,13 @@ from optim import validation
 from optim.closure import loss_value, require_closure
 from optim.exceptions import InvalidHyperparameterError
 from optim.projection import global_norm
+from optim.step_sizes import StepSizeRecord
 
 #: No step is taken when the global gradient norm is below this value.
 GRAD_NORM_THRESHOLD = 1e-8
 
 
-class SPS(Optimizer):
+class SPS(StepSizeRecord, Optimizer):
     """SPS_max: stochastic Polyak step size capped at ``max_lr``.
 
     Args:
@@ -106,14 +107,7 @@ class SPS(Optimizer):
             return loss
 
         uncapped = (value - self.f_star) / (self.c * grad_norm**2 + self.eps)
-        self.last_step_sizes = []
-        for index, group in enumerate(self.param_groups):
-            max_lr = group["max_lr"]
-            capped = uncapped > max_lr
-            gamma = max(max_lr if capped else uncapped, 0.0)
-            self.last_step_sizes.append(gamma)
-            if index == 0:
-                self.last_step_size, self.last_step_capped = gamma, capped
+        for group, gamma in zip(self.param_groups, self._capped_step_sizes(uncapped), strict=True):
             self._update_group(group, gamma)
         return loss
 

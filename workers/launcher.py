@@ -1,9 +1,9 @@
 """Launching a study: one Ray Job per study, through the Ray Jobs API.
 
 ``RayJobLauncher`` submits ``python -m workers.run <study-id>`` to a cluster's Jobs API (the
-dashboard address) with ``submission_id = study-<id>`` (``study-<id>-r<n>`` for the n-th resume),
-so a repeated submit of the same launch is harmless: the existing job is returned. The job's
-metadata carries the study's name and id, so the Ray dashboard's job list shows the study.
+dashboard address) with ``submission_id = <name>-<study-id>`` (``…-r<n>`` for the n-th resume),
+so the Ray dashboard's job list shows each study by name, and a repeated submit of the same
+launch is harmless: the existing job is returned. The job's metadata carries name and id too.
 
 ``LocalRayHead`` is the embedded default: it reuses a Ray head whose dashboard answers on
 127.0.0.1:<port>, or starts one (``ray start --head --block`` in its own process group, on the
@@ -12,6 +12,7 @@ which would kill every Ray process on the machine.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,9 +34,12 @@ if TYPE_CHECKING:
 TERMINAL_JOB_STATES = ("STOPPED", "SUCCEEDED", "FAILED")
 
 
-def submission_id(study_id: str, attempt: int = 0) -> str:
-    """The Ray Job submission id of a study's ``attempt``-th launch (0 = the first)."""
-    return f"study-{study_id}" if attempt == 0 else f"study-{study_id}-r{attempt}"
+def submission_id(study_id: str, name: str = "study", attempt: int = 0) -> str:
+    """The Ray Job submission id of a study's ``attempt``-th launch (0 = the first):
+    a slug of its name, its id, and the attempt."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "study"
+    base = f"{slug}-{study_id}"
+    return base if attempt == 0 else f"{base}-r{attempt}"
 
 
 class Launcher(Protocol):
@@ -99,7 +103,7 @@ class RayJobLauncher:
         return self._client_instance
 
     def submit(self, study_id: str, name: str, attempt: int = 0) -> str:
-        job_id = submission_id(study_id, attempt)
+        job_id = submission_id(study_id, name, attempt)
         if self.status(job_id) is not None:
             return job_id  # already submitted: a repeated submit is harmless
         try:

@@ -2,7 +2,6 @@
 short training run that must reduce the loss."""
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -29,16 +28,6 @@ from workers.tasks.dnc_model import (
 )
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # The DNC runs thousands of tiny ops per step: intra-op threads only add overhead (and stall
-    # badly on a loaded 2-core machine), so run these tests single-threaded.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_task(seed: int = 0, **options: object) -> DncCopyTask:

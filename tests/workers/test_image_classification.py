@@ -5,7 +5,6 @@ The files go through the real torchvision readers (no mocks): CIFAR as pickled d
 MATLAB files with ``X`` of shape ``(32, 32, 3, N)`` and ``y`` of shape ``(N, 1)`` in 1..10.
 """
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +26,6 @@ from workers.tasks.image_classification import (
 )
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_task(

@@ -1,7 +1,5 @@
 """The image networks: output shapes, parameter counts, registry and the per-sample losses."""
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,15 +11,6 @@ from workers.tasks.losses import (
     per_sample_cross_entropy,
     per_sample_multiclass_hinge,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def n_params(model: nn.Module) -> int:
