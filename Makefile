@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean postgres
+.PHONY: install run test lint format bench clean postgres chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The service on the embedded default, the smoke study, its table and heatmap; Ctrl-C stops all.
 run: install
-	$(PY) -m optim.demo
+	$(PY) -m service.demo
 
 lint: install
 	$(PY) -m ruff check .
@@ -30,7 +31,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
 
-test: lint postgres
+# The browser test drives Debian's Chromium headless.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: lint postgres chromium
 	$(PY) -m pytest
 
 bench: install

@@ -358,10 +358,30 @@ def _task_option_combinations(spec: StudySpec) -> list[dict[str, Any]]:
 
 
 def planned_trial_count(spec: StudySpec) -> int:
-    """How many trials the study runs (grid: its expansion; search: n_trials per optimizer)."""
+    """How many trials the study runs, computed from the axis lengths without expanding the
+    grid (so an absurd grid is refused at once): a search runs ``n_trials`` per optimizer; a
+    grid runs, per optimizer, its η values (``null`` only where accepted) × batch sizes × radii
+    × weight decays (one for optimizers without decay) × swept task options × seeds."""
+    from optim.registry import optimizer_info
+
     if spec.search is not None:
         return spec.search.n_trials * len(spec.entries)
-    return len(expand_grid(spec, validate=False))
+    grid = spec.grid
+    assert grid is not None
+    shared = (
+        len(grid.batch_size or [0])
+        * len(grid.radius)
+        * len(grid.seed)
+        * math.prod(len(values) for values in grid.task_options.values())
+    )
+    total = 0
+    for entry in spec.entries:
+        info = optimizer_info(entry.name)
+        etas = _eta_values(entry.eta if entry.eta is not None else grid.eta)
+        n_etas = sum(1 for eta in etas if eta is not None or info.eta_may_be_none)
+        decays = len(grid.weight_decay) if "weight_decay" in info.options else 1
+        total += n_etas * decays * shared
+    return total
 
 
 def _planned(

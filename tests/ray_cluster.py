@@ -16,7 +16,7 @@ from workers.launcher import LocalRayHead
 def ray_head(log_dir: Path, num_cpus: int = 2) -> Iterator[LocalRayHead]:
     """A Ray head with its dashboard and Jobs API on free loopback ports."""
     head = LocalRayHead(
-        dashboard_port=free_port(), gcs_port=free_port(), num_cpus=num_cpus,
+        dashboard_port=free_port(), gcs_port=free_port(), num_cpus=num_cpus, agent_port=free_port(),
         log_path=log_dir / "ray-head.log",
     )  # fmt: skip
     head.ensure()

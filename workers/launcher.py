@@ -84,6 +84,7 @@ class RayJobLauncher:
         self.address = address.rstrip("/")
         self.settings = settings or Settings()
         self.dashboard_url = self.settings.ray_dashboard_url or self.address
+        self.agent_wait = 60.0  # seconds to wait for a fresh head's job agent
         self._client_instance: JobSubmissionClient | None = None
 
     @property
@@ -104,21 +105,26 @@ class RayJobLauncher:
 
     def submit(self, study_id: str, name: str, attempt: int = 0) -> str:
         job_id = submission_id(study_id, name, attempt)
-        if self.status(job_id) is not None:
-            return job_id  # already submitted: a repeated submit is harmless
-        try:
-            self._client.submit_job(
-                entrypoint=f"{sys.executable} -m workers.run {study_id}",
-                submission_id=job_id,
-                runtime_env={"env_vars": driver_environment(self.settings)},
-                metadata={"study_id": study_id, "study_name": name, "job_name": name},
-                entrypoint_num_cpus=0,  # the driver only coordinates; trials reserve the CPUs
-            )
-        except RuntimeError as error:
-            if "already exists" in str(error):
+        deadline = time.monotonic() + self.agent_wait
+        while True:
+            if self.status(job_id) is not None:
+                return job_id  # already submitted: a repeated submit is harmless
+            try:
+                self._client.submit_job(
+                    entrypoint=f"{sys.executable} -m workers.run {study_id}",
+                    submission_id=job_id,
+                    runtime_env={"env_vars": driver_environment(self.settings)},
+                    metadata={"study_id": study_id, "study_name": name, "job_name": name},
+                    entrypoint_num_cpus=0,  # the driver only coordinates; trials reserve CPUs
+                )
                 return job_id
-            raise LaunchError(f"could not submit study {study_id}: {error}") from error
-        return job_id
+            except RuntimeError as error:
+                if "already exists" in str(error):
+                    return job_id
+                # a head that has just started may not have its job agent yet: wait for it
+                if "No available agent" not in str(error) or time.monotonic() > deadline:
+                    raise LaunchError(f"could not submit study {study_id}: {error}") from error
+                time.sleep(1.0)
 
     def stop(self, job_id: str) -> bool:
         try:
@@ -163,6 +169,9 @@ class LocalRayHead:
     dashboard_port: int = 8265
     gcs_port: int = 6379
     num_cpus: int | None = None
+    # None: Ray's default (52365). Two heads on one machine (tests, a developer's second
+    # service) need distinct agent ports, or the second head's Jobs API has no agent.
+    agent_port: int | None = None
     log_path: Path | None = None
     startup_timeout: float = 90.0
     _process: subprocess.Popen | None = None
@@ -194,6 +203,8 @@ class LocalRayHead:
         ]  # fmt: skip
         if self.num_cpus is not None:
             command.append(f"--num-cpus={self.num_cpus}")
+        if self.agent_port is not None:
+            command.append(f"--dashboard-agent-listen-port={self.agent_port}")
         env = {**os.environ, **ray_environment(settings)}
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(

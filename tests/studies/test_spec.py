@@ -57,6 +57,7 @@ def test_full_grid_count_with_sweeps_seeds_and_decay():
     # sgd rows: 2 η × 2 bs × 2 r × 2 wd × 2 ranks × 2 seeds = 64 each; alig has no decay: 32
     assert planned_trial_count(parsed) == 64 + 64 + 32
     trials = expand_grid(parsed)
+    assert len(trials) == planned_trial_count(parsed)  # the count needs no expansion
     assert {t.optimizer for t in trials} == {"alig", "sgd", "sgd-momentum"}
     assert {t.extra_axes["rank"] for t in trials} == {1, 4}
     assert all(t.config.task_options["rank"] == t.extra_axes["rank"] for t in trials)
@@ -128,6 +129,13 @@ def test_search_spec_counts_trials_and_has_no_grid():
         expand_grid(spec)
     with pytest.raises(SpecError, match=r"search\.eta: need finite 0 < low < high"):
         parse_spec(spec_with(grid=None, search={"n_trials": 2, "eta": {"low": 1, "high": 0.5}}))
+
+
+def test_an_absurd_grid_is_refused_without_expanding_it():
+    huge = spec_with(grid={"eta": {"from": -12, "to": 12, "per_decade": 20},
+                           "batch_size": list(range(1, 101)), "seed": list(range(100))})  # fmt: skip
+    with pytest.raises(SpecError, match="the study has 9620000 trials, more than the limit"):
+        parse_spec(huge)
 
 
 def test_non_object_spec_is_rejected():

@@ -1,0 +1,527 @@
+"""The ``sensitivity`` command line: serve the API, submit studies, follow them, get the answer.
+
+Every command but ``serve`` talks to a running service over HTTP (``service.client.ApiClient``):
+its URL comes from ``--url`` or ``SENSITIVITY_URL`` (default ``http://127.0.0.1:8000``), its
+token from ``--token`` or ``SENSITIVITY_API_TOKEN`` (the variable the server reads too). An API
+error prints the server's message in red on stderr and exits with code 1, never a traceback; a
+usage error exits with code 2.
+
+Commands: ``serve``, ``submit FILE|--preset NAME``, ``status ID``, ``heatmap ID -o out.png``,
+``robustness ID``, ``export ID -o results.csv``, ``cancel ID``, ``resume ID``, ``delete ID``,
+``list``. ``submit`` prints only the new study's id on stdout (``ID=$(sensitivity submit …)``);
+the human-readable notes go to stderr.
+"""
+
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from service.client import FINISHED, ApiClient, ApiError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+IMAGE_SUFFIXES = {".png": "png", ".svg": "svg"}
+
+app = typer.Typer(
+    name="sensitivity",
+    help="η-sensitivity studies of deep-learning optimizers: serve, submit, follow, analyse.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)  # stdout (rich resolves sys.stdout when it prints)
+err_console = Console(stderr=True, highlight=False)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the commands send their requests (the global options)."""
+
+    url: str
+    token: str | None
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Annotated[
+        str, typer.Option(envvar="SENSITIVITY_URL", help="The service's base URL.")
+    ] = DEFAULT_URL,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="SENSITIVITY_API_TOKEN", help="API token for mutating requests."),
+    ] = None,
+) -> None:
+    """η-sensitivity studies of deep-learning optimizers: serve, submit, follow, analyse."""
+    ctx.obj = Target(url=url, token=token or None)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``message`` in red on stderr; the ``typer.Exit(1)`` for the caller to raise."""
+    err_console.print(f"Error: {message}", style="red", markup=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def api(ctx: typer.Context) -> Iterator[ApiClient]:
+    """A client of the service named by the global options; an :class:`ApiError` raised in the
+    block is printed (the server's message, in red) and ends the command with exit code 1."""
+    target: Target = ctx.obj
+    client = ApiClient(target.url, target.token)
+    try:
+        yield client
+    except ApiError as error:
+        raise fail(str(error)) from None
+    finally:
+        client.close()
+
+
+# --- shared rendering (also used by service.demo) -------------------------------------------
+
+
+def number(value: float | None, infinity: bool = False) -> str:
+    """A short number for a table: 3 significant digits; ``∞`` when ``infinity``; ``—`` for
+    ``None``."""
+    if infinity:
+        return "∞"
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.3g}"
+
+
+def robustness_table(data: Mapping[str, Any]) -> Table:
+    """The good-η table of a ``/robustness`` answer: one row per optimizer."""
+    rule = (
+        f"threshold {number(data.get('threshold'))}"
+        if data.get("mode") == "absolute"
+        else f"tolerance {number(data.get('tolerance'))}"
+    )
+    better = "≥" if data.get("direction") == "maximize" else "≤"
+    table = Table(
+        title=f"good-η ranges ({data.get('metric')}, {data.get('direction')})",
+        caption=f"{rule}: good means {data.get('metric')} {better} {number(data.get('cutoff'))}",
+    )
+    for header in ("optimizer", "η low", "η high", "decades", "best η", "best value"):
+        table.add_column(header, justify="left" if header == "optimizer" else "right")
+    for name, r in data.get("ranges", {}).items():
+        run_has_inf = bool(r.get("includes_infinity"))  # the run reaches ALI-G∞ (η = ∞)
+        best_is_inf = r.get("best_eta") is None and r.get("best_value") is not None
+        table.add_row(
+            name,
+            number(r.get("eta_low"), infinity=run_has_inf and r.get("eta_low") is None),
+            number(r.get("eta_high"), infinity=run_has_inf),
+            number(r.get("decades"), infinity=run_has_inf and r.get("eta_low") is not None),
+            number(r.get("best_eta"), infinity=best_is_inf),
+            number(r.get("best_value")),
+        )
+    return table
+
+
+def summary(study: Mapping[str, Any]) -> str:
+    """One line on a study: its status and trial counts (and its error, if any)."""
+    p = study.get("progress") or {}
+    line = (
+        f"study {study['id']} ({study.get('name')}) {study['status']}: "
+        f"{p.get('done', 0)}/{p.get('total', 0)} trials finished, "
+        f"{p.get('diverged', 0)} diverged, {p.get('failed', 0)} failed"
+    )
+    if study.get("error"):
+        line += f" — {study['error']}"
+    return line
+
+
+def _bar_fields(study: Mapping[str, Any]) -> dict[str, Any]:
+    """The progress bar's description, total, completed count and counts column."""
+    p = study.get("progress") or {}
+    return {
+        "description": f"{escape(str(study.get('name')))} [bold]{study['status']}[/bold]",
+        "total": p.get("total") or None,  # None: an indeterminate bar (a search still sampling)
+        "completed": p.get("done", 0),
+        "counts": (
+            f"running {p.get('running', 0)} · diverged {p.get('diverged', 0)}"
+            f" · failed {p.get('failed', 0)}"
+        ),
+    }
+
+
+def follow(
+    client: ApiClient,
+    study_id: str,
+    out: Console,
+    interval: float = 1.0,
+    timeout: float | None = None,
+) -> dict:
+    """Show a live progress bar of the study until it is finished; return the last state.
+
+    Raises :class:`ApiError` from the client, and ``TimeoutError`` when ``timeout`` seconds
+    pass before the study finishes.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+    )
+    study = client.get_study(study_id)  # errors (unknown id, no service) before any bar
+    if study["status"] in FINISHED:
+        return study
+    with Progress(*columns, console=out) as progress:
+        bar = progress.add_task(**_bar_fields(study))
+        while True:
+            progress.update(bar, **_bar_fields(study))
+            if study["status"] in FINISHED:
+                return study
+            if deadline is not None and time.monotonic() > deadline:
+                state = study["status"]
+                raise TimeoutError(f"study {study_id} is still {state} after {timeout:g} s")
+            time.sleep(interval)
+            study = client.get_study(study_id)
+
+
+# --- overrides: KEY=JSON with dotted keys -------------------------------------------------------
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["budget={\\"epochs\\": 1}", "budget.epochs=1", "name=my-run"]`` → a nested dict.
+
+    The value is JSON when it parses as JSON, else the plain string; a dotted key sets a nested
+    field. Later items win and nested dicts merge. Raises ``ValueError`` on an item without ``=``.
+    """
+    merged: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=JSON, got {item!r}")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        for part in reversed(key.strip().split(".")[1:]):
+            value = {part: value}
+        merged = merge(merged, {key.strip().split(".")[0]: value})
+    return merged
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in (nested dicts merge by key, as the presets do)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_spec(path: Path) -> dict[str, Any]:
+    """A study spec from a JSON or YAML file (``-``: standard input)."""
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    try:
+        # YAML for every other name (and stdin): it reads JSON objects too
+        spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise fail(f"{path}: not valid JSON/YAML: {error}") from None
+    if not isinstance(spec, dict):
+        raise fail(f"{path}: a study spec must be a JSON/YAML object (a mapping)")
+    return spec
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="SENSITIVITY_DATA_DIR", help="SQLite file, Ray results and logs go here."
+        ),
+    ] = Path("./data"),
+) -> None:
+    """Serve the API (and a local Ray head unless SENSITIVITY_RAY_ADDRESS is set) until Ctrl-C.
+
+    The service logs the page, API docs and Ray dashboard URLs once it is ready; on Ctrl-C or
+    SIGTERM it stops cleanly, with the Ray head it started.
+    """
+    base = f"http://{host}:{port}"
+    console.print(
+        f"Starting the η-sensitivity service: API {base} · docs {base}/docs · data in "
+        f"{data_dir.resolve()}\n(a local Ray head takes a few seconds; the Ray dashboard URL "
+        "is logged when the service is ready; Ctrl-C stops it all)",
+        soft_wrap=True,
+    )
+    from service.server import serve as run  # heavy: the app, torch, Ray client
+
+    # SIGTERM: uvicorn shuts down gracefully, restores this handler and re-raises the signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down, then re-raises it
+        run(host=host, port=port, data_dir=data_dir)
+    console.print("The service stopped.")
+
+
+@app.command()
+def submit(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True, dir_okay=False, allow_dash=True, help="A JSON or YAML spec (- = stdin)."
+        ),
+    ] = None,
+    preset: Annotated[str | None, typer.Option("--preset", "-p", help="A preset name.")] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--override", "-O", help="KEY=JSON, e.g. budget='{\"epochs\": 1}' or budget.epochs=1."
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Same key + same spec → the same study, not a new one.")
+    ] = None,
+) -> None:
+    """Submit a study from FILE or a --preset; print its id."""
+    if (file is None) == (preset is None):
+        raise typer.BadParameter("give either FILE or --preset NAME", param_hint="FILE")
+    try:
+        overrides = parse_overrides(override)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--override") from None
+    with api(ctx) as client:
+        if file is not None:
+            created = client.submit(
+                merge(read_spec(file), overrides), idempotency_key=idempotency_key
+            )
+        else:
+            created = client.submit(
+                preset=preset, overrides=overrides, idempotency_key=idempotency_key
+            )
+    err_console.print(
+        f"Submitted study {created.get('name')!r} ({created.get('n_trials')} trials, "
+        f"{created['status']}); follow it with: sensitivity status {created['id']}",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(created["id"], markup=False, soft_wrap=True)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    watch: Annotated[
+        bool, typer.Option(help="Follow a live progress bar until the study is finished.")
+    ] = True,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 1.0,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="Give up (exit 1) after this many seconds.")
+    ] = None,
+) -> None:
+    """Show a study's progress (live until it is finished), then a summary line.
+
+    Exits with 1 when the study failed (or --timeout passed), 0 otherwise.
+    """
+    with api(ctx) as client:
+        if watch:
+            try:
+                study = follow(client, study_id, console, interval, timeout)
+            except TimeoutError as error:
+                raise fail(str(error)) from None
+        else:
+            study = client.get_study(study_id)
+    style = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(study["status"])
+    console.print(summary(study), style=style, markup=False, soft_wrap=True)
+    if study["status"] == "failed":
+        raise typer.Exit(1)
+
+
+def _axes(items: list[str] | None) -> dict[str, str]:
+    axes: dict[str, str] = {}
+    for item in items or []:
+        separator = "=" if "=" in item else ":"
+        name, sep, value = item.partition(separator)
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--axis")
+        axes[name] = value
+    return axes
+
+
+MetricOption = Annotated[
+    str | None, typer.Option(help="final_objective (default), val_accuracy, …")
+]
+DirectionOption = Annotated[
+    str | None, typer.Option(help="minimize or maximize (default: the metric's own).")
+]
+BatchSizeOption = Annotated[int | None, typer.Option(help="The batch-size slice.")]
+RadiusOption = Annotated[str | None, typer.Option(help="The radius slice: a number or 'none'.")]
+WeightDecayOption = Annotated[
+    str | None, typer.Option(help="The weight-decay slice: a number or 'none'.")
+]
+AxisOption = Annotated[
+    list[str] | None, typer.Option(help="Another axis's slice: NAME=VALUE (repeatable).")
+]
+
+
+@app.command()
+def heatmap(
+    ctx: typer.Context,
+    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The image to write: a .png or .svg file.")
+    ],
+    metric: MetricOption = None,
+    direction: DirectionOption = None,
+    batch_size: BatchSizeOption = None,
+    radius: RadiusOption = None,
+    weight_decay: WeightDecayOption = None,
+    axis: AxisOption = None,
+) -> None:
+    """Write the optimizer × η heatmap image (PNG or SVG, by the file's suffix); print its path."""
+    fmt = IMAGE_SUFFIXES.get(output.suffix.lower())
+    if fmt is None:
+        raise typer.BadParameter("use a .png or .svg file name", param_hint="--output")
+    with api(ctx) as client:
+        image = client.heatmap(
+            study_id, format=fmt, metric=metric, direction=direction, batch_size=batch_size,
+            radius=radius, weight_decay=weight_decay, axes=_axes(axis),
+        )  # fmt: skip
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(image)
+    console.print(str(output), markup=False, soft_wrap=True)
+
+
+@app.command()
+def robustness(
+    ctx: typer.Context,
+    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    tolerance: Annotated[
+        float | None,
+        typer.Option(help="Good = within this factor (minimise) or gap (maximise) of the best."),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Good = better than this absolute value.")
+    ] = None,
+    metric: MetricOption = None,
+    direction: DirectionOption = None,
+    batch_size: BatchSizeOption = None,
+    radius: RadiusOption = None,
+    weight_decay: WeightDecayOption = None,
+    axis: AxisOption = None,
+) -> None:
+    """Print the good-η range of each optimizer as a table."""
+    with api(ctx) as client:
+        data = client.robustness(
+            study_id, tolerance=tolerance, threshold=threshold, metric=metric,
+            direction=direction, batch_size=batch_size, radius=radius,
+            weight_decay=weight_decay, axes=_axes(axis),
+        )  # fmt: skip
+    console.print(robustness_table(data))
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="The CSV file to write (default: stdout)."),
+    ] = None,
+) -> None:
+    """Export one CSV row per trial (axes, status, final objective, last metrics)."""
+    with api(ctx) as client:
+        text = client.export(study_id)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    rows = max(len(text.splitlines()) - 1, 0)
+    console.print(f"{output} ({rows} trials)", markup=False, soft_wrap=True)
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+) -> None:
+    """Cancel a pending or running study (finished trials keep their results)."""
+    with api(ctx) as client:
+        study = client.cancel(study_id)
+    console.print(summary(study), markup=False, soft_wrap=True)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+) -> None:
+    """Re-launch an interrupted study: only its unfinished trials run."""
+    with api(ctx) as client:
+        study = client.resume(study_id)
+    console.print(summary(study), markup=False, soft_wrap=True)
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+) -> None:
+    """Delete a finished study and all its results."""
+    with api(ctx) as client:
+        client.delete(study_id)
+    console.print(f"study {study_id} deleted", markup=False, soft_wrap=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="Only studies in this status.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only studies of this task.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only studies with this tag.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many.")] = 50,
+) -> None:
+    """List studies, newest first."""
+    with api(ctx) as client:
+        page = client.list_studies(status=status, task=task, tag=tag, limit=limit)
+    table = Table(title="studies")
+    for header in ("id", "name", "task", "status", "done", "created"):
+        table.add_column(header, no_wrap=header == "id")
+    for study in page["items"]:
+        p = study.get("progress") or {}
+        table.add_row(
+            study["id"], study.get("name") or "", study.get("task") or "", study["status"],
+            f"{p.get('done', 0)}/{p.get('total', 0)}", (study.get("created_at") or "")[:19],
+        )  # fmt: skip
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

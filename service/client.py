@@ -1,0 +1,279 @@
+"""An HTTP client for the service's REST API (what the CLI and the demo talk through).
+
+``ApiClient(base_url, token=None, timeout=30)`` has one method per endpoint and returns the
+decoded JSON (``dict``), the image bytes (``heatmap(format="png"|"svg")``) or the CSV text
+(``export()``). Every failure raises :class:`ApiError`, the module's one exception:
+
+- an HTTP error (4xx/5xx): ``status`` is the HTTP status and ``detail`` the server's own message
+  (the ``detail`` of its JSON body, which names the offending field or resource);
+- no HTTP answer at all (nothing listens at the URL, a timeout, a broken connection, a bad URL):
+  ``status`` is ``None`` and ``detail`` says what happened and where.
+
+The token, when given, is sent as ``Authorization: Bearer <token>`` on every request (the
+service checks it on mutating requests only). The client keeps one connection pool: close it
+with :meth:`ApiClient.close` or use it as a context manager.
+"""
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+FINISHED = ("succeeded", "failed", "cancelled")  # a study in one of these will not change again
+# the slice/metric query parameters every analysis endpoint accepts (see routers/analysis.py)
+SELECTION_KEYS = ("metric", "direction", "batch_size", "radius", "weight_decay", "axes")
+ImageFormat = Literal["json", "png", "svg"]
+
+
+class ApiError(Exception):
+    """A request to the service failed.
+
+    ``status`` is the HTTP status code, or ``None`` when the service gave no HTTP answer;
+    ``detail`` is the server's message (or, without an answer, what went wrong).
+    """
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        super().__init__(detail if status is None else f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def _detail(response: httpx.Response) -> str:
+    """The server's message: the JSON body's ``detail``, else the body text or reason phrase."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        return detail if isinstance(detail, str) else json.dumps(detail)
+    text = response.text.strip()
+    return text[:500] if text else response.reason_phrase or "no message"
+
+
+def _selection_params(selection: Mapping[str, Any]) -> dict[str, Any]:
+    """Query parameters of a slice/metric selection; ``axes`` maps other axes to a value."""
+    unknown = sorted(set(selection) - set(SELECTION_KEYS))
+    if unknown:
+        raise TypeError(f"unknown selection {unknown[0]!r}; known: {', '.join(SELECTION_KEYS)}")
+    params: dict[str, Any] = {}
+    for key in ("metric", "direction", "batch_size"):
+        if selection.get(key) is not None:
+            params[key] = selection[key]
+    for key in ("radius", "weight_decay"):  # a number, or "none" for the None level of the axis
+        if selection.get(key) is not None:
+            params[key] = str(selection[key])
+    axes = selection.get("axes") or {}
+    if axes:
+        params["axis"] = [f"{name}:{'none' if v is None else v}" for name, v in axes.items()]
+    return params
+
+
+class ApiClient:
+    """A synchronous client of one service instance (see the module docstring)."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request; a response with a 2xx status, or :class:`ApiError`."""
+        url = f"{self.base_url}{path}"
+        try:
+            response = self._http.request(
+                method, path, params=params, json=json_body, headers=headers
+            )
+        except httpx.ConnectError:
+            raise ApiError(
+                None,
+                f"cannot reach the service at {self.base_url}: is it running? "
+                "(start it with `sensitivity serve`, or pass --url / set SENSITIVITY_URL)",
+            ) from None
+        except httpx.TimeoutException:
+            raise ApiError(
+                None, f"the service did not answer {method} {url} within {self.timeout:g} s"
+            ) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
+            raise ApiError(None, f"invalid service URL {self.base_url!r}: {error}") from None
+        except httpx.HTTPError as error:
+            raise ApiError(None, f"{method} {url} failed: {error}") from None
+        if response.is_error:
+            raise ApiError(response.status_code, _detail(response))
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    @staticmethod
+    def _study(study_id: str) -> str:
+        return f"/studies/{quote(study_id, safe='')}"
+
+    # --- the service -------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        """``GET /health``: database and Ray reachability (ApiError 503 when either is down)."""
+        return self._json("GET", "/health")
+
+    def presets(self) -> dict:
+        """``GET /presets``: the shipped presets with their specs."""
+        return self._json("GET", "/presets")
+
+    # --- studies -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        preset: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        """``POST /studies``: a spec, or a preset with overrides; the created study (``id``…).
+
+        With the same ``idempotency_key`` and body the service returns the study it created
+        the first time instead of a new one.
+        """
+        if (spec is None) == (preset is None):
+            raise TypeError("submit: pass either a spec or a preset")
+        if spec is not None and overrides:
+            raise TypeError("submit: overrides go with a preset; merge them into the spec")
+        body: Any = (
+            dict(spec) if spec is not None else {"preset": preset, "overrides": overrides or {}}
+        )
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._json("POST", "/studies", json_body=body, headers=headers)
+
+    def get_study(self, study_id: str) -> dict:
+        """``GET /studies/{id}``: spec, status, progress, timestamps, Ray job and dashboard."""
+        return self._json("GET", self._study(study_id))
+
+    def list_studies(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict:
+        """``GET /studies``: ``items`` newest first and ``next_cursor`` (``None`` at the end)."""
+        params = {"status": status, "task": task, "tag": tag, "limit": limit, "cursor": cursor}
+        return self._json(
+            "GET", "/studies", params={k: v for k, v in params.items() if v is not None}
+        )
+
+    def cancel(self, study_id: str) -> dict:
+        """``POST /studies/{id}/cancel`` (idempotent): the study, ``cancelled``."""
+        return self._json("POST", f"{self._study(study_id)}/cancel")
+
+    def resume(self, study_id: str) -> dict:
+        """``POST /studies/{id}/resume``: re-launch an interrupted study's unfinished trials."""
+        return self._json("POST", f"{self._study(study_id)}/resume")
+
+    def delete(self, study_id: str) -> None:
+        """``DELETE /studies/{id}``: remove a finished study and its rows."""
+        self._request("DELETE", self._study(study_id))
+
+    def watch(self, study_id: str, interval: float = 1.0) -> Iterator[dict]:
+        """Poll the study every ``interval`` seconds, yielding it each time; the last one
+        yielded is finished (``succeeded``, ``failed`` or ``cancelled``)."""
+        while True:
+            study = self.get_study(study_id)
+            yield study
+            if study["status"] in FINISHED:
+                return
+            time.sleep(interval)
+
+    # --- analysis ----------------------------------------------------------------------------
+
+    def heatmap(self, study_id: str, format: ImageFormat = "json", **selection: Any) -> Any:
+        """``GET /studies/{id}/heatmap``: the JSON (``dict``) or the PNG/SVG image (``bytes``).
+
+        ``selection``: ``metric``, ``direction``, ``batch_size``, ``radius``, ``weight_decay``
+        (a number or ``"none"``) and ``axes`` (``{name: value}`` for the other axes).
+        """
+        params = {**_selection_params(selection), "format": format}
+        response = self._request("GET", f"{self._study(study_id)}/heatmap", params=params)
+        return response.json() if format == "json" else response.content
+
+    def robustness(
+        self,
+        study_id: str,
+        *,
+        tolerance: float | None = None,
+        threshold: float | None = None,
+        **selection: Any,
+    ) -> dict:
+        """``GET /studies/{id}/robustness``: per optimizer (``ranges``) the good-η range."""
+        params = _selection_params(selection)
+        if tolerance is not None:
+            params["tolerance"] = tolerance
+        if threshold is not None:
+            params["threshold"] = threshold
+        return self._json("GET", f"{self._study(study_id)}/robustness", params=params)
+
+    def tunability(
+        self,
+        study_id: str,
+        *,
+        k_max: int | None = None,
+        diverged: Literal["worst", "inf"] = "worst",
+        **selection: Any,
+    ) -> dict:
+        """``GET /studies/{id}/tunability``: expected best after k η draws, CPE per optimizer."""
+        params = {**_selection_params(selection), "diverged": diverged}
+        if k_max is not None:
+            params["k_max"] = k_max
+        return self._json("GET", f"{self._study(study_id)}/tunability", params=params)
+
+    def importance(
+        self,
+        study_id: str,
+        *,
+        optimizer: str | None = None,
+        metric: str | None = None,
+        direction: str | None = None,
+    ) -> dict:
+        """``GET /studies/{id}/importance``: the importance of each hyperparameter."""
+        params = _selection_params({"metric": metric, "direction": direction})
+        if optimizer is not None:
+            params["optimizer"] = optimizer
+        return self._json("GET", f"{self._study(study_id)}/importance", params=params)
+
+    def export(self, study_id: str, format: Literal["csv", "json"] = "csv") -> Any:
+        """``GET /studies/{id}/export``: one row per trial, as CSV text or a list of dicts."""
+        response = self._request(
+            "GET", f"{self._study(study_id)}/export", params={"format": format}
+        )
+        return response.text if format == "csv" else response.json()

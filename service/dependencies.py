@@ -1,0 +1,55 @@
+"""Request dependencies: the store, the launcher, the settings and the token check."""
+
+import hmac
+from collections.abc import Iterator
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from service.exceptions import NotAuthorized
+from studies.exceptions import InvalidQuery
+from studies.settings import Settings
+from studies.store import Store
+from workers.launcher import Launcher
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_launcher(request: Request) -> Launcher:
+    return request.app.state.launcher
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, rolled back if it raises."""
+    with request.app.state.store.session() as session:
+        yield session
+
+
+def require_token(request: Request) -> None:
+    """Mutating requests need ``Authorization: Bearer <token>`` when a token is configured."""
+    expected = request.app.state.settings.api_token
+    if not expected:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthorized("authorization: this request needs 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise NotAuthorized("authorization: the bearer token is not valid")
+
+
+def reject_nul_characters(request: Request) -> None:
+    """Refuse NUL characters in the path, the query and the idempotency key (422): PostgreSQL
+    text cannot hold them, so they would otherwise fail in the database as a 500."""
+    items = [*request.path_params.items(), *request.query_params.multi_items()]
+    if "idempotency-key" in request.headers:
+        items.append(("idempotency-key", request.headers["idempotency-key"]))
+    for name, value in items:
+        if "\x00" in name or "\x00" in str(value):
+            raise InvalidQuery(f"{name}: must not contain NUL characters")

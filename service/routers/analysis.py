@@ -1,0 +1,218 @@
+"""The answers: heatmap, good-η ranges, tunability, importance, sensitivity curves, CSV export."""
+
+import csv
+import io
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import Session
+
+from service.dependencies import get_session
+from service.exceptions import AnalysisUnavailable
+from service.views import finite
+from studies import analysis, rendering
+from studies.records import TrialRecord
+from studies.store import repository
+from studies.tasks import TASKS
+
+router = APIRouter(prefix="/studies/{study_id}", tags=["analysis"])
+ImageFormat = Literal["json", "png", "svg"]
+
+
+def _parse_value(text: str) -> Any:
+    """A slice value from a query string: null/none, an int, a float, or the text itself."""
+    if text.lower() in ("null", "none"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+class Selection:
+    """The query parameters every analysis shares: metric, direction and the slice."""
+
+    def __init__(
+        self,
+        metric: Annotated[
+            str, Query(description="final_objective, val_accuracy, …")
+        ] = "final_objective",
+        direction: Annotated[Literal["minimize", "maximize"] | None, Query()] = None,
+        batch_size: Annotated[int | None, Query(ge=1)] = None,
+        radius: Annotated[str | None, Query(description="a number, or 'none'")] = None,
+        weight_decay: Annotated[str | None, Query(description="a number, or 'none'")] = None,
+        axis: Annotated[list[str] | None, Query(description="other axes: name:value")] = None,
+    ) -> None:
+        self.metric = metric
+        self.direction = direction
+        self.slice: dict[str, Any] = {}
+        if batch_size is not None:
+            self.slice["batch_size"] = batch_size
+        for name, text in (("radius", radius), ("weight_decay", weight_decay)):
+            if text is not None:
+                value = _parse_value(text)
+                if isinstance(value, str):
+                    raise AnalysisUnavailable(f"{name}: must be a number or 'none', got {text!r}")
+                self.slice[name] = value
+        for item in axis or []:
+            name, sep, text = item.partition(":")
+            if not sep or not name:
+                raise AnalysisUnavailable(f"axis: expected name:value, got {item!r}")
+            self.slice[name] = _parse_value(text)
+
+    def resolve(self, session: Session, study_id: str) -> tuple[list[TrialRecord], str]:
+        """The study's records and the metric's direction (from the task catalog by default)."""
+        study = repository.get_study(session, study_id)
+        metrics = TASKS[study.task].metrics if study.task in TASKS else {}
+        if self.metric != "final_objective" and self.metric not in metrics:
+            known = ", ".join(metrics) or "final_objective"
+            raise AnalysisUnavailable(
+                f"metric: {study.task} has no metric {self.metric!r}; known: {known}"
+            )
+        direction = self.direction or metrics.get(self.metric, "minimize")
+        return repository.trial_records(session, study_id), direction
+
+    @property
+    def selected(self) -> dict[str, Any] | None:
+        return self.slice or None
+
+
+def _analyse(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run an analysis; its ValueErrors (a slice to choose, nothing finished yet) are 422s."""
+    try:
+        return function(*args, **kwargs)
+    except ValueError as error:
+        raise AnalysisUnavailable(str(error)) from error
+
+
+def _image(data: bytes, fmt: str) -> Response:
+    return Response(data, media_type=rendering.FORMATS[fmt].media_type)
+
+
+@router.get("/heatmap")
+def heatmap(
+    study_id: str,
+    session: Annotated[Session, Depends(get_session)],
+    selection: Annotated[Selection, Depends()],
+    format: ImageFormat = "json",
+) -> Any:
+    """Optimizer × η: the median over seeds of the metric per cell, with each cell's status."""
+    records, direction = selection.resolve(session, study_id)
+    info = _analyse(analysis.heatmap, records, selection.metric, direction, selection.selected)
+    if format == "json":
+        return info.to_dict()
+    study = repository.get_study(session, study_id)
+    return _image(
+        rendering.render_heatmap(info, format, title=f"{study.name}: {selection.metric}"), format
+    )
+
+
+@router.get("/robustness")
+def robustness(
+    study_id: str,
+    session: Annotated[Session, Depends(get_session)],
+    selection: Annotated[Selection, Depends()],
+    tolerance: Annotated[float | None, Query(gt=0)] = None,
+    threshold: float | None = None,
+) -> dict:
+    """Per optimizer the widest contiguous good-η range: eta_low, eta_high, decades, best."""
+    records, direction = selection.resolve(session, study_id)
+    info = _analyse(
+        analysis.robustness, records, selection.metric, direction, selection.selected,
+        tolerance=tolerance, threshold=threshold,
+    )  # fmt: skip
+    return info.to_dict()
+
+
+@router.get("/tunability")
+def tunability(
+    study_id: str,
+    session: Annotated[Session, Depends(get_session)],
+    selection: Annotated[Selection, Depends()],
+    k_max: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    diverged: Annotated[Literal["worst", "inf"], Query()] = "worst",
+) -> dict:
+    """Expected best after k random η draws (k = 1..K) and the CPE score per optimizer."""
+    records, direction = selection.resolve(session, study_id)
+    info = _analyse(
+        analysis.tunability, records, selection.metric, direction, selection.selected,
+        k_max=k_max, diverged=diverged,
+    )  # fmt: skip
+    return info.to_dict()
+
+
+@router.get("/importance")
+def importance(
+    study_id: str,
+    session: Annotated[Session, Depends(get_session)],
+    selection: Annotated[Selection, Depends()],
+    optimizer: str | None = None,
+) -> dict:
+    """Importance of η, batch size, radius, weight decay (Optuna fANOVA and PED-ANOVA)."""
+    records, direction = selection.resolve(session, study_id)
+    info = _analyse(analysis.importance, records, selection.metric, direction, optimizer=optimizer)
+    return info.to_dict()
+
+
+@router.get("/sensitivity")
+def sensitivity(
+    study_id: str,
+    session: Annotated[Session, Depends(get_session)],
+    selection: Annotated[Selection, Depends()],
+    format: ImageFormat = "json",
+) -> Any:
+    """Per optimizer the metric against η with the spread over seeds."""
+    records, direction = selection.resolve(session, study_id)
+    info = _analyse(analysis.sensitivity, records, selection.metric, direction, selection.selected)
+    if format == "json":
+        return info.to_dict()
+    return _image(
+        rendering.render_sensitivity(info, selection.metric, direction, format=format), format
+    )
+
+
+@router.get("/export")
+def export(
+    study_id: str,
+    session: Annotated[Session, Depends(get_session)],
+    format: Literal["csv", "json"] = "csv",
+) -> Response:
+    """One row per trial: its axes, status, final objective and last metrics."""
+    repository.get_study(session, study_id)
+    trials = []
+    cursor = None
+    while True:
+        page = repository.list_trials(session, study_id, limit=500, cursor=cursor)
+        trials.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    extra = sorted({name for t in trials for name in t.extra_axes})
+    metrics = sorted({name for t in trials for name in t.metrics})
+    columns = [
+        "key", "optimizer", "eta", "batch_size", "radius", "weight_decay", "seed", *extra,
+        "status", "final_objective", "attempts", "reason", *metrics,
+    ]  # fmt: skip
+    rows = []
+    for t in trials:
+        row = {
+            "key": t.key, "optimizer": t.optimizer, "eta": t.eta, "batch_size": t.batch_size,
+            "radius": t.radius, "weight_decay": t.weight_decay, "seed": t.seed,
+            "status": t.status, "final_objective": t.final_objective, "attempts": t.attempts,
+            "reason": t.reason,
+            **{name: t.extra_axes.get(name) for name in extra},
+            **{name: t.metrics.get(name) for name in metrics},
+        }  # fmt: skip
+        rows.append(finite(row))
+    if format == "json":
+        return Response(json.dumps(rows, allow_nan=False), media_type="application/json")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    headers = {"Content-Disposition": f'attachment; filename="study-{study_id}.csv"'}
+    return Response(buffer.getvalue(), media_type="text/csv", headers=headers)

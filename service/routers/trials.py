@@ -1,0 +1,60 @@
+"""``/studies/{id}/trials``: the trials of a study and their curves."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import Session
+
+from service.dependencies import get_session
+from service.views import finite, trial_json
+from studies import rendering
+from studies.store import repository
+
+router = APIRouter(prefix="/studies/{study_id}/trials", tags=["trials"])
+
+
+@router.get("")
+def list_trials(
+    study_id: str,
+    session: Annotated[Session, Depends(get_session)],
+    optimizer: str | None = None,
+    status: str | None = None,
+    eta_min: Annotated[float | None, Query(gt=0)] = None,
+    eta_max: Annotated[float | None, Query(gt=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: str | None = None,
+) -> dict:
+    """Trials in creation order, filtered by optimizer (row), status and an η range."""
+    page = repository.list_trials(
+        session, study_id, optimizer=optimizer, status=status, eta_min=eta_min, eta_max=eta_max,
+        limit=limit, cursor=cursor,
+    )  # fmt: skip
+    return {"items": [trial_json(t) for t in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/{key}")
+def get_trial(study_id: str, key: str, session: Annotated[Session, Depends(get_session)]) -> dict:
+    """One trial: axes, config, status, result, attempts."""
+    return trial_json(repository.get_trial(session, study_id, key))
+
+
+@router.get("/{key}/metrics")
+def metrics(
+    study_id: str,
+    key: str,
+    session: Annotated[Session, Depends(get_session)],
+    name: str | None = None,
+    format: Annotated[str, Query(pattern="^(json|png|svg)$")] = "json",
+) -> object:
+    """The trial's curves: points (step, name, value), optionally of one metric, or a plot."""
+    points = repository.metric_curve(session, study_id, key, name)
+    if format == "json":
+        return {
+            "key": key,
+            "points": [finite({"step": p.step, "name": p.name, "value": p.value}) for p in points],
+        }
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for p in points:
+        curves.setdefault(p.name, []).append((p.step, p.value))
+    data = rendering.render_learning_curves(curves, name or "metrics", format=format)
+    return Response(data, media_type=rendering.FORMATS[format].media_type)
