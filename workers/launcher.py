@@ -155,9 +155,10 @@ class RayJobLauncher:
 
 
 def dashboard_answers(url: str, timeout: float = 2.0) -> bool:
-    """Whether a Ray dashboard answers at ``url``."""
+    """Whether a Ray dashboard answers at ``url`` (its GCS health check is public even when Ray's
+    token authentication is on; ``/api/version`` would answer 401 there)."""
     try:
-        return requests.get(f"{url}/api/version", timeout=timeout).status_code == 200
+        return requests.get(f"{url}/api/gcs_healthz", timeout=timeout).status_code == 200
     except requests.RequestException:
         return False
 

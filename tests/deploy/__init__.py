@@ -1,0 +1,1 @@
+"""Deployment: the compose file, the image, and the same topology run natively."""
