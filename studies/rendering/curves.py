@@ -20,6 +20,7 @@ from studies.analysis.sensitivity import Sensitivity, sensitivity
 from studies.records import TrialRecord
 from studies.rendering.formats import RENDER_LOCK, new_figure, to_bytes
 from studies.rendering.labels import slice_label
+from studies.rendering.limits import plottable, plottable_value
 
 CURVES_SIZE = (7.0, 4.5)  # inches
 SENSITIVITY_SIZE = (7.0, 4.5)
@@ -49,9 +50,8 @@ def render_learning_curves(
         for label, points in curves.items():
             ordered = sorted(points, key=lambda point: point[0])
             steps = np.array([step for step, _ in ordered], dtype=float)
-            values = np.array(
-                [v if v is not None and math.isfinite(v) else np.nan for _, v in ordered],
-                dtype=float,
+            values = plottable(
+                [v if v is not None and math.isfinite(v) else np.nan for _, v in ordered]
             )
             plotted.extend(values[np.isfinite(values)].tolist())
             ax.plot(steps, values, label=label, linewidth=1.2)
@@ -92,11 +92,13 @@ def render_sensitivity(
             finite = [p for p in points if p.eta is not None and p.median is not None]
             if finite:
                 etas = [p.eta for p in finite]
-                ax.plot(etas, [p.median for p in finite], "o-", color=colour, label=name, ms=4)
-                ax.fill_between(
-                    etas, [p.low for p in finite], [p.high for p in finite], color=colour, alpha=0.2
+                medians, lows, highs = (
+                    plottable([getattr(p, part) for p in finite])
+                    for part in ("median", "low", "high")
                 )
-                plotted.extend(v for p in finite for v in (p.low, p.high) if v is not None)
+                ax.plot(etas, medians, "o-", color=colour, label=name, ms=4)
+                ax.fill_between(etas, lows, highs, color=colour, alpha=0.2)
+                plotted.extend(v for v in (*lows.tolist(), *highs.tolist()) if math.isfinite(v))
             y_mark = DIVERGED_Y - DIVERGED_STEP * index
             diverged = [p.eta for p in points if p.eta is not None and p.n_diverged > 0]
             if diverged:
@@ -115,8 +117,9 @@ def render_sensitivity(
                 if p.eta is not None:
                     continue
                 if p.median is not None:  # ALI-G∞: no η to place it at, a level instead
-                    ax.axhline(p.median, color=colour, linestyle="--", label=f"{name} (η = ∞)")
-                    plotted.append(p.median)
+                    level = plottable_value(p.median)
+                    ax.axhline(level, color=colour, linestyle="--", label=f"{name} (η = ∞)")
+                    plotted.append(level)
                 if p.n_diverged > 0:
                     ax.plot(0.98, y_mark, "x", color=colour, ms=7, mew=2, transform=right)
         _set_y_scale(ax, plotted, log_y)

@@ -18,6 +18,7 @@ from matplotlib.patches import Rectangle
 from studies.analysis.heatmap import Heatmap
 from studies.rendering.formats import RENDER_LOCK, new_figure, to_bytes
 from studies.rendering.labels import eta_label, slice_label
+from studies.rendering.limits import plottable, plottable_value
 
 MISSING_COLOUR = "#d9d9d9"
 DIVERGED_COLOUR = "#b2182b"
@@ -47,6 +48,7 @@ def render_heatmap(heatmap: Heatmap, format: str = "png", title: str | None = No
         for j, value in enumerate(row):
             if value is not None:
                 grid[i, j] = value
+    grid = plottable(grid)
     finite = [float(v) for v in grid.ravel() if math.isfinite(v)]
     name = "viridis" if heatmap.direction == "minimize" else "viridis_r"
     cmap = mpl.colormaps[name].with_extremes(bad=MISSING_COLOUR)  # a copy: no global change
@@ -101,7 +103,7 @@ def _mark_cell(ax: Axes, heatmap: Heatmap, i: int, j: int, cmap: Colormap, norm:
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0},
         )
     elif status == "partial":
-        value = heatmap.values[i][j]
+        value = plottable_value(heatmap.values[i][j])
         rgba = cmap(norm(value))
         luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
         ax.text(

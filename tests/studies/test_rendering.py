@@ -1,6 +1,7 @@
 """studies.rendering: real images out (PNG decoded, SVG parsed), formats, labels, threads."""
 
 import io
+import math
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +20,7 @@ from studies.rendering import (
     render_sensitivity,
 )
 from studies.rendering.curves import CURVES_SIZE, SENSITIVITY_SIZE
+from studies.rendering.limits import PLOT_LIMIT, plottable
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -87,6 +89,37 @@ def test_heatmap_edge_cases_render():
         assert decode_png(render_heatmap(table)).size[0] > 0
     empty = Heatmap([], [], [], [], [], [], "final_objective", "maximize", {})
     assert render_heatmap(empty, format="pdf").startswith(b"%PDF")
+
+
+EXTREMES = [
+    (-1e308, 1e308),
+    (1e308, 1.79e308),
+    (1e-300, 1e300),
+    (5e-324, 1e308),
+    (-1.79e308, -1e308),
+]
+
+
+@pytest.mark.parametrize(("low", "high"), EXTREMES)
+def test_values_near_the_float_limit_render(low, high):
+    # matplotlib's norms, autoscaling and log ticks overflow on such limits unless clamped
+    table = Heatmap(["sgd"], [0.1, 1.0], [[low, high]], [["ok", "partial"]],
+                    [[1, 1]], [[1, 2]], "final_objective", "minimize", {})  # fmt: skip
+    assert n_colours(decode_png(render_heatmap(table))) > 50
+    ET.fromstring(render_learning_curves({"a": [(0, low), (1, high)]}, "loss", format="svg"))
+    extreme = [
+        TrialRecord(f"k{i}", "sgd", eta, 32, seed=0, status="completed", final_objective=value)
+        for i, (eta, value) in enumerate(((0.1, low), (1.0, high)))
+    ]
+    extreme.append(TrialRecord("inf", "alig", None, 32, seed=0, status="completed",
+                               final_objective=high))  # fmt: skip
+    assert n_colours(decode_png(render_sensitivity(extreme))) > 10
+
+
+def test_plottable_clamps_finite_values_only():
+    values = plottable([1e308, -1e308, 1.0, math.inf, -math.inf, math.nan])
+    assert values[:3].tolist() == [PLOT_LIMIT, -PLOT_LIMIT, 1.0]
+    assert values[3] == math.inf and values[4] == -math.inf and math.isnan(values[5])
 
 
 def test_unknown_format_names_the_allowed_ones():
