@@ -23,6 +23,7 @@ import sys
 import traceback
 from typing import Any
 
+from studies.records import FINISHED
 from studies.settings import Settings
 from studies.spec import StudySpec, parse_spec
 from studies.store import Store, repository
@@ -126,24 +127,27 @@ class StudyDriver:
     def _run_search(self, spec: StudySpec) -> None:
         from ray import tune
 
-        from workers.search import make_searcher, sampled_trial, search_space
+        from workers.search import make_searcher, sampled_point, sampled_trial, search_space
         from workers.store_callback import StoreCallback
         from workers.trainable import train
 
         assert spec.search is not None
         with self.store.session() as session:
-            # a search cannot re-run an interrupted sample: it is a failed draw of the budget
-            for trial in repository.unfinished_trials(session, self.study_id):
-                repository.record_trial_result(
-                    session, self.study_id, trial.key, status="failed",
-                    reason="interrupted; the search continues with new samples",
-                )  # fmt: skip
+            unfinished = repository.unfinished_trials(session, self.study_id)
             records = repository.trial_records(session, self.study_id)
         for index, entry in enumerate(spec.entries):
-            done = sum(1 for r in records if r.optimizer == entry.row)
-            remaining = spec.search.n_trials - done
+            finished = sum(1 for r in records if r.optimizer == entry.row and r.status in FINISHED)
+            remaining = spec.search.n_trials - finished
             if remaining <= 0:
                 continue
+            # samples an earlier driver started and never finished run again, first
+            rerun = [
+                sampled_point(spec.search, trial)
+                for trial in unfinished
+                if trial.optimizer == entry.row
+            ][:remaining]
+            if rerun:
+                log.info("optimizer %s: re-running %d interrupted samples", entry.row, len(rerun))
             base = {"spec": spec.model_dump(mode="json", by_alias=True), "entry": index}
             parts = self._tuner_parts(spec, f"study-{self.study_id}-{index}")
             run_config = parts["run_config"]
@@ -162,7 +166,7 @@ class StudyDriver:
                 param_space=search_space(spec.search),
                 tune_config=tune.TuneConfig(
                     search_alg=make_searcher(
-                        spec, self.study_id, index, self.settings.resolved_database_url
+                        spec, self.study_id, index, self.settings.resolved_database_url, rerun
                     ),
                     num_samples=remaining,
                     reuse_actors=True,

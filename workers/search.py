@@ -5,6 +5,11 @@ Optuna study stored in the service's own database (``optuna.storages.RDBStorage`
 ``<study-id>-<entry>``, so a resumed search continues the sampler's history instead of starting
 over. The sampled values and the study spec give the trial's config and key
 (:func:`studies.spec.search_trial`), in the driver and in the trainable alike.
+
+Resuming an interrupted search re-runs the samples that were running (same values, same key,
+so the same row): the dead driver's Optuna trials still ``RUNNING`` or ``WAITING`` are retired
+as ``FAIL`` and the interrupted points are enqueued ahead of new samples
+(``points_to_evaluate``), so every sample the budget counts has a result.
 """
 
 import math
@@ -12,10 +17,12 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from studies.spec import PlannedTrial, Search, StudySpec, parse_spec, search_trial
+from studies.store.views import TrialInfo
 
 OPTIMIZED_METRIC = "objective"  # reported by the trainable: the final objective, +inf if none
 
@@ -59,16 +66,61 @@ def make_sampler(search: Search) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler(grid, seed=search.seed)
 
 
-def make_searcher(spec: StudySpec, study_id: str, entry: int, database_url: str) -> OptunaSearch:
-    """Ray's Optuna searcher for one optimizer entry, persisted in the service's database."""
+def optuna_study_name(study_id: str, entry: int) -> str:
+    """The Optuna study of one optimizer entry of a search study."""
+    return f"{study_id}-{entry}"
+
+
+def sampled_point(search: Search, trial: TrialInfo) -> dict[str, Any]:
+    """The values the sampler drew for a stored trial, keyed as :func:`search_space` names them."""
+    point: dict[str, Any] = {"eta": trial.eta}
+    for name in search_space(search):
+        if name != "eta":
+            point[name] = getattr(trial, name)
+    return point
+
+
+def retire_stale_trials(storage: optuna.storages.BaseStorage, study_name: str) -> int:
+    """Mark the Optuna trials a dead driver left ``RUNNING`` or ``WAITING`` as ``FAIL``; how many.
+
+    Only one driver runs a study at a time, so at its start nothing can still be running. A
+    retired trial keeps its grid cell visited (``GridSampler``); its point is re-run by being
+    enqueued again, not by reviving it.
+    """
+    try:
+        optuna_id = storage.get_study_id_from_name(study_name)
+    except KeyError:  # never started: nothing to retire
+        return 0
+    stale = storage.get_all_trials(
+        optuna_id, deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)
+    )
+    for trial in stale:
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
+def make_searcher(
+    spec: StudySpec,
+    study_id: str,
+    entry: int,
+    database_url: str,
+    points_to_evaluate: list[dict[str, Any]] | None = None,
+) -> OptunaSearch:
+    """Ray's Optuna searcher for one optimizer entry, persisted in the service's database.
+
+    ``points_to_evaluate`` (interrupted samples of an earlier run) are proposed first.
+    """
     assert spec.search is not None
     storage = optuna.storages.RDBStorage(database_url)
+    study_name = optuna_study_name(study_id, entry)
+    retire_stale_trials(storage, study_name)
     return OptunaSearch(
         metric=OPTIMIZED_METRIC,
         mode="min",
         sampler=make_sampler(spec.search),
-        study_name=f"{study_id}-{entry}",
+        study_name=study_name,
         storage=storage,
+        points_to_evaluate=points_to_evaluate or None,
     )
 
 

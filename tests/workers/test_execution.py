@@ -216,3 +216,57 @@ def test_tpe_search_over_eta_finishes_its_budget(env):
     assert all(t.status in ("completed", "diverged") for t in rows)
     etas = [t.eta for t in rows]
     assert all(1e-3 <= eta <= 1.0 for eta in etas) and len(set(etas)) == 5
+
+
+def test_resumed_search_runs_its_interrupted_samples_again(env):
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
+    from studies.spec import search_trial
+    from workers.search import optuna_study_name
+
+    store, env_vars, tmp = env
+    spec_json = {
+        "task": "matrix-factorisation",
+        "task_options": {"rank": "true-model", "n_samples": 128, "n_val": 64},
+        "optimizers": ["sgd"],
+        "search": {"sampler": "tpe", "n_trials": 4, "eta": {"low": 1e-3, "high": 1.0}, "seed": 3},
+        "budget": {"epochs": 1},
+        "device": "cpu",
+    }
+    spec = parse_spec(spec_json)
+    with store.session() as session:
+        study, _ = repository.create_study(
+            session, name="search", task=spec.task, spec=spec.model_dump(mode="json", by_alias=True),
+            trials=[],
+        )  # fmt: skip
+    # what a driver killed mid-search leaves: in Optuna's storage a trial RUNNING (and one
+    # enqueued, WAITING), in SQL one finished sample and the interrupted one `running`
+    optuna_study = optuna.create_study(
+        study_name=optuna_study_name(study.id, 0),
+        storage=env_vars["SENSITIVITY_DATABASE_URL"],
+        direction="minimize",
+    )
+    asked = optuna_study.ask({"eta": FloatDistribution(1e-3, 1.0, log=True)})
+    optuna_study.enqueue_trial({"eta": 0.5})
+    interrupted = search_trial(spec, 0, {"eta": asked.params["eta"]})
+    done = search_trial(spec, 0, {"eta": 0.01})
+    with store.session() as session:
+        repository.add_trials(session, study.id, [done, interrupted])
+        repository.mark_trial_running(session, study.id, done.key)
+        repository.record_trial_result(session, study.id, done.key, status="completed",
+                                       final_objective=0.25)  # fmt: skip
+        repository.mark_trial_running(session, study.id, interrupted.key)
+
+    assert run_to_end(study.id, env_vars, tmp / "driver.log") == 0, (tmp / "driver.log").read_text()
+    rows = trials(store, study.id)
+    assert len(rows) == 4  # the budget: one finished before, the interrupted one, two new
+    assert all(t.status in ("completed", "diverged") for t in rows.values()), rows
+    # the interrupted sample ran again under its own key (same η, same row); the finished one not
+    assert rows[interrupted.key].attempts == 2 and rows[interrupted.key].eta == asked.params["eta"]
+    assert rows[done.key].attempts == 1 and rows[done.key].final_objective == 0.25
+    states = [t.state for t in optuna_study.get_trials(deepcopy=False)]
+    # the dead driver's RUNNING and WAITING trials retired; the 3 samples of this run complete
+    assert states.count(TrialState.FAIL) == 2
+    assert states.count(TrialState.COMPLETE) == 3 and len(states) == 5
