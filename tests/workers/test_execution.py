@@ -36,6 +36,14 @@ SLOW = {
     "device": "cpu",
     "max_failures": 3,
 }
+SEARCH = {
+    "task": "matrix-factorisation",
+    "task_options": {"rank": "true-model", "n_samples": 128, "n_val": 64},
+    "optimizers": ["sgd"],
+    "search": {"sampler": "tpe", "n_trials": 5, "eta": {"low": 1e-3, "high": 1.0}, "seed": 1},
+    "budget": {"epochs": 1},
+    "device": "cpu",
+}
 
 
 @pytest.fixture
@@ -48,11 +56,12 @@ def env(tmp_path: Path, ray_head):
 
 
 def create(store: Store, spec_json: dict, name: str = "study") -> str:
+    """Store the study; a grid study with its trials, a search study with none yet."""
     spec = parse_spec(spec_json)
     with store.session() as session:
         study, _ = repository.create_study(
             session, name=name, task=spec.task, spec=spec.model_dump(mode="json", by_alias=True),
-            trials=expand_grid(spec),
+            trials=expand_grid(spec) if spec.grid is not None else [],
         )  # fmt: skip
     return study.id
 
@@ -196,22 +205,9 @@ def test_cancel_mid_study_ends_within_seconds_and_keeps_results(env):
 
 def test_tpe_search_over_eta_finishes_its_budget(env):
     store, env_vars, tmp = env
-    spec = {
-        "task": "matrix-factorisation",
-        "task_options": {"rank": "true-model", "n_samples": 128, "n_val": 64},
-        "optimizers": ["sgd"],
-        "search": {"sampler": "tpe", "n_trials": 5, "eta": {"low": 1e-3, "high": 1.0}, "seed": 1},
-        "budget": {"epochs": 1},
-        "device": "cpu",
-    }
-    parsed = parse_spec(spec)
-    with store.session() as session:
-        study, _ = repository.create_study(
-            session, name="search", task=parsed.task, spec=parsed.model_dump(mode="json", by_alias=True),
-            trials=[],
-        )  # fmt: skip
-    assert run_to_end(study.id, env_vars, tmp / "driver.log") == 0, (tmp / "driver.log").read_text()
-    rows = list(trials(store, study.id).values())
+    study_id = create(store, SEARCH, name="search")
+    assert run_to_end(study_id, env_vars, tmp / "driver.log") == 0, (tmp / "driver.log").read_text()
+    rows = list(trials(store, study_id).values())
     assert len(rows) == 5
     assert all(t.status in ("completed", "diverged") for t in rows)
     etas = [t.eta for t in rows]
@@ -227,24 +223,13 @@ def test_resumed_search_runs_its_interrupted_samples_again(env):
     from workers.search import optuna_study_name
 
     store, env_vars, tmp = env
-    spec_json = {
-        "task": "matrix-factorisation",
-        "task_options": {"rank": "true-model", "n_samples": 128, "n_val": 64},
-        "optimizers": ["sgd"],
-        "search": {"sampler": "tpe", "n_trials": 4, "eta": {"low": 1e-3, "high": 1.0}, "seed": 3},
-        "budget": {"epochs": 1},
-        "device": "cpu",
-    }
+    spec_json = {**SEARCH, "search": {**SEARCH["search"], "n_trials": 4, "seed": 3}}
     spec = parse_spec(spec_json)
-    with store.session() as session:
-        study, _ = repository.create_study(
-            session, name="search", task=spec.task, spec=spec.model_dump(mode="json", by_alias=True),
-            trials=[],
-        )  # fmt: skip
+    study_id = create(store, spec_json, name="search")
     # what a driver killed mid-search leaves: in Optuna's storage a trial RUNNING (and one
     # enqueued, WAITING), in SQL one finished sample and the interrupted one `running`
     optuna_study = optuna.create_study(
-        study_name=optuna_study_name(study.id, 0),
+        study_name=optuna_study_name(study_id, 0),
         storage=env_vars["SENSITIVITY_DATABASE_URL"],
         direction="minimize",
     )
@@ -253,14 +238,14 @@ def test_resumed_search_runs_its_interrupted_samples_again(env):
     interrupted = search_trial(spec, 0, {"eta": asked.params["eta"]})
     done = search_trial(spec, 0, {"eta": 0.01})
     with store.session() as session:
-        repository.add_trials(session, study.id, [done, interrupted])
-        repository.mark_trial_running(session, study.id, done.key)
-        repository.record_trial_result(session, study.id, done.key, status="completed",
+        repository.add_trials(session, study_id, [done, interrupted])
+        repository.mark_trial_running(session, study_id, done.key)
+        repository.record_trial_result(session, study_id, done.key, status="completed",
                                        final_objective=0.25)  # fmt: skip
-        repository.mark_trial_running(session, study.id, interrupted.key)
+        repository.mark_trial_running(session, study_id, interrupted.key)
 
-    assert run_to_end(study.id, env_vars, tmp / "driver.log") == 0, (tmp / "driver.log").read_text()
-    rows = trials(store, study.id)
+    assert run_to_end(study_id, env_vars, tmp / "driver.log") == 0, (tmp / "driver.log").read_text()
+    rows = trials(store, study_id)
     assert len(rows) == 4  # the budget: one finished before, the interrupted one, two new
     assert all(t.status in ("completed", "diverged") for t in rows.values()), rows
     # the interrupted sample ran again under its own key (same η, same row); the finished one not
