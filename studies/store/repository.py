@@ -101,14 +101,13 @@ def hash_request(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# INSERT with ``ON CONFLICT`` per dialect: the backends ``engine.normalize_url`` accepts
+_INSERT_BY_DIALECT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def _insert(session: Session, table: Any) -> Any:
     """A dialect-specific INSERT (for ``ON CONFLICT``): SQLite and PostgreSQL spell it alike."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
+    return _INSERT_BY_DIALECT[session.get_bind().dialect.name](table)
 
 
 def _chunks(rows: Sequence[_Row], size: int) -> Iterable[Sequence[_Row]]:
