@@ -51,6 +51,7 @@ app = typer.Typer(
 )
 console = Console(highlight=False)  # stdout (rich resolves sys.stdout when it prints)
 err_console = Console(stderr=True, highlight=False)
+StudyId = Annotated[str, typer.Argument(metavar="ID", help="The study's id.")]
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,15 @@ def main(
     ctx.obj = Target(url=url, token=token or None)
 
 
+def say(text: str, style: str | None = None, *, to: Console = console) -> None:
+    """Print ``text`` as it is: no rich markup (ids, paths and server messages may hold
+    brackets) and no wrapping (so they stay whole to copy)."""
+    to.print(text, style=style, markup=False, soft_wrap=True)
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``message`` in red on stderr; the ``typer.Exit(1)`` for the caller to raise."""
-    err_console.print(f"Error: {message}", style="red", markup=False, soft_wrap=True)
+    say(f"Error: {message}", "red", to=err_console)
     return typer.Exit(1)
 
 
@@ -324,19 +331,18 @@ def submit(
             created = client.submit(
                 preset=preset, overrides=overrides, idempotency_key=idempotency_key
             )
-    err_console.print(
+    say(
         f"Submitted study {created.get('name')!r} ({created.get('n_trials')} trials, "
         f"{created['status']}); follow it with: sensitivity status {created['id']}",
-        markup=False,
-        soft_wrap=True,
+        to=err_console,
     )
-    console.print(created["id"], markup=False, soft_wrap=True)
+    say(created["id"])
 
 
 @app.command()
 def status(
     ctx: typer.Context,
-    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    study_id: StudyId,
     watch: Annotated[
         bool, typer.Option(help="Follow a live progress bar until the study is finished.")
     ] = True,
@@ -358,7 +364,7 @@ def status(
         else:
             study = client.get_study(study_id)
     style = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(study["status"])
-    console.print(summary(study), style=style, markup=False, soft_wrap=True)
+    say(summary(study), style)
     if study["status"] == "failed":
         raise typer.Exit(1)
 
@@ -393,7 +399,7 @@ AxisOption = Annotated[
 @app.command()
 def heatmap(
     ctx: typer.Context,
-    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    study_id: StudyId,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="The image to write: a .png or .svg file.")
     ],
@@ -415,13 +421,13 @@ def heatmap(
         )  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(image)
-    console.print(str(output), markup=False, soft_wrap=True)
+    say(str(output))
 
 
 @app.command()
 def robustness(
     ctx: typer.Context,
-    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    study_id: StudyId,
     tolerance: Annotated[
         float | None,
         typer.Option(help="Good = within this factor (minimise) or gap (maximise) of the best."),
@@ -449,7 +455,7 @@ def robustness(
 @app.command()
 def export(
     ctx: typer.Context,
-    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    study_id: StudyId,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="The CSV file to write (default: stdout)."),
@@ -464,40 +470,40 @@ def export(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     rows = max(len(text.splitlines()) - 1, 0)
-    console.print(f"{output} ({rows} trials)", markup=False, soft_wrap=True)
+    say(f"{output} ({rows} trials)")
 
 
 @app.command()
 def cancel(
     ctx: typer.Context,
-    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    study_id: StudyId,
 ) -> None:
     """Cancel a pending or running study (finished trials keep their results)."""
     with api(ctx) as client:
         study = client.cancel(study_id)
-    console.print(summary(study), markup=False, soft_wrap=True)
+    say(summary(study))
 
 
 @app.command()
 def resume(
     ctx: typer.Context,
-    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    study_id: StudyId,
 ) -> None:
     """Re-launch an interrupted study: only its unfinished trials run."""
     with api(ctx) as client:
         study = client.resume(study_id)
-    console.print(summary(study), markup=False, soft_wrap=True)
+    say(summary(study))
 
 
 @app.command()
 def delete(
     ctx: typer.Context,
-    study_id: Annotated[str, typer.Argument(metavar="ID", help="The study's id.")],
+    study_id: StudyId,
 ) -> None:
     """Delete a finished study and all its results."""
     with api(ctx) as client:
         client.delete(study_id)
-    console.print(f"study {study_id} deleted", markup=False, soft_wrap=True)
+    say(f"study {study_id} deleted")
 
 
 @app.command("list")

@@ -55,15 +55,17 @@ def _detail(response: httpx.Response) -> str:
     return text[:500] if text else response.reason_phrase or "no message"
 
 
+def _given(**values: Any) -> dict[str, Any]:
+    """The query parameters that were given (``None`` means "leave it to the server")."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def _selection_params(selection: Mapping[str, Any]) -> dict[str, Any]:
     """Query parameters of a slice/metric selection; ``axes`` maps other axes to a value."""
     unknown = sorted(set(selection) - set(SELECTION_KEYS))
     if unknown:
         raise TypeError(f"unknown selection {unknown[0]!r}; known: {', '.join(SELECTION_KEYS)}")
-    params: dict[str, Any] = {}
-    for key in ("metric", "direction", "batch_size"):
-        if selection.get(key) is not None:
-            params[key] = selection[key]
+    params = _given(**{key: selection.get(key) for key in ("metric", "direction", "batch_size")})
     for key in ("radius", "weight_decay"):  # a number, or "none" for the None level of the axis
         if selection.get(key) is not None:
             params[key] = str(selection[key])
@@ -236,11 +238,8 @@ class ApiClient:
         **selection: Any,
     ) -> dict:
         """``GET /studies/{id}/robustness``: per optimizer (``ranges``) the good-η range."""
-        params = _selection_params(selection)
-        if tolerance is not None:
-            params["tolerance"] = tolerance
-        if threshold is not None:
-            params["threshold"] = threshold
+        given = _given(tolerance=tolerance, threshold=threshold)
+        params = {**_selection_params(selection), **given}
         return self._json("GET", f"{self._study(study_id)}/robustness", params=params)
 
     def tunability(
@@ -252,9 +251,7 @@ class ApiClient:
         **selection: Any,
     ) -> dict:
         """``GET /studies/{id}/tunability``: expected best after k η draws, CPE per optimizer."""
-        params = {**_selection_params(selection), "diverged": diverged}
-        if k_max is not None:
-            params["k_max"] = k_max
+        params = {**_selection_params(selection), "diverged": diverged, **_given(k_max=k_max)}
         return self._json("GET", f"{self._study(study_id)}/tunability", params=params)
 
     def importance(
@@ -266,9 +263,10 @@ class ApiClient:
         direction: str | None = None,
     ) -> dict:
         """``GET /studies/{id}/importance``: the importance of each hyperparameter."""
-        params = _selection_params({"metric": metric, "direction": direction})
-        if optimizer is not None:
-            params["optimizer"] = optimizer
+        params = {
+            **_selection_params({"metric": metric, "direction": direction}),
+            **_given(optimizer=optimizer),
+        }
         return self._json("GET", f"{self._study(study_id)}/importance", params=params)
 
     def export(self, study_id: str, format: Literal["csv", "json"] = "csv") -> Any:

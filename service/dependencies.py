@@ -2,8 +2,9 @@
 
 import hmac
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from service.exceptions import NotAuthorized
@@ -42,6 +43,13 @@ def require_token(request: Request) -> None:
         raise NotAuthorized("authorization: this request needs 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise NotAuthorized("authorization: the bearer token is not valid")
+
+
+# the parameter types handlers declare (FastAPI's Annotated-dependency idiom)
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+LauncherDep = Annotated[Launcher, Depends(get_launcher)]
+SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def reject_nul_characters(request: Request) -> None:

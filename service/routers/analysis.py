@@ -3,12 +3,13 @@
 import csv
 import io
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
-from service.dependencies import get_session
+from service.dependencies import SessionDep
 from service.exceptions import AnalysisUnavailable
 from service.views import finite
 from studies import analysis, rendering
@@ -75,17 +76,27 @@ class Selection:
         direction = self.direction or metrics.get(self.metric, "minimize")
         return repository.trial_records(session, study_id), direction
 
-    @property
-    def selected(self) -> dict[str, Any] | None:
-        return self.slice or None
+    def analyse(
+        self,
+        session: Session,
+        study_id: str,
+        function: Callable[..., Any],
+        *,
+        sliced: bool = True,
+        **options: Any,
+    ) -> tuple[Any, str]:
+        """``function(records, metric, direction, slice=..., **options)`` on the study's records,
+        and the direction it used; ``sliced=False`` for analyses over every slice at once.
 
-
-def _analyse(function: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run an analysis; its ValueErrors (a slice to choose, nothing finished yet) are 422s."""
-    try:
-        return function(*args, **kwargs)
-    except ValueError as error:
-        raise AnalysisUnavailable(str(error)) from error
+        The analysis' ValueErrors (a slice to choose, nothing finished yet) are 422s.
+        """
+        records, direction = self.resolve(session, study_id)
+        if sliced:
+            options["slice"] = self.slice or None
+        try:
+            return function(records, self.metric, direction, **options), direction
+        except ValueError as error:
+            raise AnalysisUnavailable(str(error)) from error
 
 
 def _image(data: bytes, fmt: str) -> Response:
@@ -95,13 +106,12 @@ def _image(data: bytes, fmt: str) -> Response:
 @router.get("/heatmap")
 def heatmap(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     selection: Annotated[Selection, Depends()],
     format: ImageFormat = "json",
 ) -> Any:
     """Optimizer × η: the median over seeds of the metric per cell, with each cell's status."""
-    records, direction = selection.resolve(session, study_id)
-    info = _analyse(analysis.heatmap, records, selection.metric, direction, selection.selected)
+    info, _ = selection.analyse(session, study_id, analysis.heatmap)
     if format == "json":
         return info.to_dict()
     study = repository.get_study(session, study_id)
@@ -113,60 +123,56 @@ def heatmap(
 @router.get("/robustness")
 def robustness(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     selection: Annotated[Selection, Depends()],
     tolerance: Annotated[float | None, Query(gt=0)] = None,
     threshold: float | None = None,
 ) -> dict:
     """Per optimizer the widest contiguous good-η range: eta_low, eta_high, decades, best."""
-    records, direction = selection.resolve(session, study_id)
-    info = _analyse(
-        analysis.robustness, records, selection.metric, direction, selection.selected,
-        tolerance=tolerance, threshold=threshold,
-    )  # fmt: skip
+    info, _ = selection.analyse(
+        session, study_id, analysis.robustness, tolerance=tolerance, threshold=threshold
+    )
     return info.to_dict()
 
 
 @router.get("/tunability")
 def tunability(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     selection: Annotated[Selection, Depends()],
     k_max: Annotated[int | None, Query(ge=1, le=1000)] = None,
     diverged: Annotated[Literal["worst", "inf"], Query()] = "worst",
 ) -> dict:
     """Expected best after k random η draws (k = 1..K) and the CPE score per optimizer."""
-    records, direction = selection.resolve(session, study_id)
-    info = _analyse(
-        analysis.tunability, records, selection.metric, direction, selection.selected,
-        k_max=k_max, diverged=diverged,
-    )  # fmt: skip
+    info, _ = selection.analyse(
+        session, study_id, analysis.tunability, k_max=k_max, diverged=diverged
+    )
     return info.to_dict()
 
 
 @router.get("/importance")
 def importance(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     selection: Annotated[Selection, Depends()],
     optimizer: str | None = None,
 ) -> dict:
     """Importance of η, batch size, radius, weight decay (Optuna fANOVA and PED-ANOVA)."""
-    records, direction = selection.resolve(session, study_id)
-    info = _analyse(analysis.importance, records, selection.metric, direction, optimizer=optimizer)
+    info, _ = selection.analyse(
+        session, study_id, analysis.importance, sliced=False, optimizer=optimizer
+    )
     return info.to_dict()
 
 
 @router.get("/sensitivity")
 def sensitivity(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     selection: Annotated[Selection, Depends()],
     format: ImageFormat = "json",
 ) -> Any:
     """Per optimizer the metric against η with the spread over seeds."""
-    records, direction = selection.resolve(session, study_id)
-    info = _analyse(analysis.sensitivity, records, selection.metric, direction, selection.selected)
+    info, direction = selection.analyse(session, study_id, analysis.sensitivity)
     if format == "json":
         return info.to_dict()
     return _image(
@@ -177,7 +183,7 @@ def sensitivity(
 @router.get("/export")
 def export(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     format: Literal["csv", "json"] = "csv",
 ) -> Response:
     """One row per trial: its axes, status, final objective and last metrics."""

@@ -1,19 +1,17 @@
 """What a study may use: presets, tasks, optimizers; and the service's health."""
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from optim.registry import OPTIMIZERS
-from service.dependencies import get_launcher, get_settings, get_store
+from service.dependencies import LauncherDep, SettingsDep, StoreDep
 from service.views import finite
 from studies.presets import load_preset, preset_names
-from studies.settings import Settings
-from studies.store import Store
 from studies.tasks import TASKS
-from workers.launcher import Launcher, dashboard_answers
+from workers.launcher import dashboard_answers
 
 router = APIRouter(tags=["catalog"])
 
@@ -72,9 +70,9 @@ def optimizers() -> dict:
 
 @router.get("/health")
 def health(
-    store: Annotated[Store, Depends(get_store)],
-    launcher: Annotated[Launcher, Depends(get_launcher)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    store: StoreDep,
+    launcher: LauncherDep,
+    settings: SettingsDep,
 ) -> Any:
     """Database and Ray reachability; 503 when either is down."""
     checks: dict[str, Any] = {}

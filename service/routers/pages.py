@@ -2,18 +2,16 @@
 good-η table and links (no build step, no JavaScript)."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session
 
-from service.dependencies import get_session, get_settings
+from service.dependencies import SessionDep, SettingsDep
 from service.views import study_json
 from studies import analysis
-from studies.settings import Settings
 from studies.store import repository
 
 router = APIRouter(include_in_schema=False)
@@ -27,8 +25,8 @@ def _number(value: Any) -> str:
 @router.get("/", response_class=HTMLResponse)
 def index(
     request: Request,
-    session: Annotated[Session, Depends(get_session)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> HTMLResponse:
     page = repository.list_studies(session, limit=100)
     counts = repository.studies_progress(session, [s.id for s in page.items])
@@ -47,8 +45,8 @@ def index(
 def study_page(
     study_id: str,
     request: Request,
-    session: Annotated[Session, Depends(get_session)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> HTMLResponse:
     study = repository.get_study(session, study_id)
     body = study_json(

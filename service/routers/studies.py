@@ -12,7 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from sqlalchemy.orm import Session
 
-from service.dependencies import get_launcher, get_session, get_settings, get_store, require_token
+from service.dependencies import (
+    LauncherDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    require_token,
+)
 from service.views import study_json
 from studies.exceptions import InvalidTransition, SpecError, StudyNotFound
 from studies.presets import load_preset
@@ -93,9 +99,9 @@ def _launch(store: Store, launcher: Launcher, study: StudyInfo, attempt: int) ->
 def submit_study(
     response: Response,
     body: Annotated[Any, Body(description='a study spec, or {"preset": name, "overrides": {...}}')],
-    store: Annotated[Store, Depends(get_store)],
-    launcher: Annotated[Launcher, Depends(get_launcher)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    store: StoreDep,
+    launcher: LauncherDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict:
     """Validate the spec fully, store the study with all its trials, launch it; 202."""
@@ -122,8 +128,8 @@ def submit_study(
 
 @router.get("")
 def list_studies(
-    session: Annotated[Session, Depends(get_session)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    session: SessionDep,
+    settings: SettingsDep,
     status: str | None = None,
     task: str | None = None,
     tag: str | None = None,
@@ -144,8 +150,8 @@ def list_studies(
 @router.get("/{study_id}")
 def get_study(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> dict:
     """The study: spec, status, progress, timestamps, Ray job and dashboard link."""
     return _json(session, repository.get_study(session, study_id), settings)
@@ -154,9 +160,9 @@ def get_study(
 @router.post("/{study_id}/cancel", dependencies=[Depends(require_token)])
 def cancel_study(
     study_id: str,
-    store: Annotated[Store, Depends(get_store)],
-    launcher: Annotated[Launcher, Depends(get_launcher)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    store: StoreDep,
+    launcher: LauncherDep,
+    settings: SettingsDep,
 ) -> dict:
     """Cancel a pending or running study (idempotent); finished trials keep their results."""
     with store.session() as session:
@@ -213,9 +219,9 @@ def _next_attempt(job_id: str | None) -> int:
 @router.post("/{study_id}/resume", status_code=202, dependencies=[Depends(require_token)])
 def resume_study(
     study_id: str,
-    store: Annotated[Store, Depends(get_store)],
-    launcher: Annotated[Launcher, Depends(get_launcher)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    store: StoreDep,
+    launcher: LauncherDep,
+    settings: SettingsDep,
 ) -> dict:
     """Re-launch an interrupted study: only its unfinished trials run."""
     with store.session() as session:
@@ -233,8 +239,8 @@ def resume_study(
 @router.delete("/{study_id}", status_code=204, dependencies=[Depends(require_token)])
 def delete_study(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
-    launcher: Annotated[Launcher, Depends(get_launcher)],
+    session: SessionDep,
+    launcher: LauncherDep,
 ) -> Response:
     """Delete a finished study (whose Ray job has ended) and all its rows."""
     study = repository.get_study(session, study_id)

@@ -2,10 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Query, Response
 
-from service.dependencies import get_session
+from service.dependencies import SessionDep
 from service.views import finite, trial_json
 from studies import rendering
 from studies.store import repository
@@ -16,7 +15,7 @@ router = APIRouter(prefix="/studies/{study_id}/trials", tags=["trials"])
 @router.get("")
 def list_trials(
     study_id: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     optimizer: str | None = None,
     status: str | None = None,
     eta_min: Annotated[float | None, Query(gt=0)] = None,
@@ -33,7 +32,7 @@ def list_trials(
 
 
 @router.get("/{key}")
-def get_trial(study_id: str, key: str, session: Annotated[Session, Depends(get_session)]) -> dict:
+def get_trial(study_id: str, key: str, session: SessionDep) -> dict:
     """One trial: axes, config, status, result, attempts."""
     return trial_json(repository.get_trial(session, study_id, key))
 
@@ -42,7 +41,7 @@ def get_trial(study_id: str, key: str, session: Annotated[Session, Depends(get_s
 def metrics(
     study_id: str,
     key: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     name: str | None = None,
     format: Annotated[str, Query(pattern="^(json|png|svg)$")] = "json",
 ) -> object:
