@@ -28,18 +28,17 @@ def _model(device: str) -> torch.nn.Module:
     return model
 
 
-def _timer(device: str) -> Callable[[Callable[[], None], int], float]:
-    def run(step: Callable[[], None], steps: int) -> float:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / steps
-
-    return run
+def seconds_per_step(step: Callable[[], None], steps: int, device: str) -> float:
+    """Mean wall time of ``steps`` calls of ``step``; on CUDA the queued kernels are waited for
+    before and after, so the time is the GPU's and not only the launches'."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
 
 
 def bench(device: str, repeats: int, steps: int) -> dict[str, float]:
@@ -50,14 +49,13 @@ def bench(device: str, repeats: int, steps: int) -> dict[str, float]:
     )
     alig = AliG(alig_model.parameters(), max_lr=1e-4, momentum=0.9)
     loss = torch.tensor(1e-3, device=device)
-    timer = _timer(device)
     candidates = {"sgd": sgd.step, "alig": lambda: alig.step(lambda: loss)}
     for step in candidates.values():  # warm-up: allocate momentum buffers, load kernels
-        timer(step, 3)
+        seconds_per_step(step, 3, device)
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, step in candidates.items():
-            samples[name].append(timer(step, steps))
+            samples[name].append(seconds_per_step(step, steps, device))
     result = {name: statistics.median(values) for name, values in samples.items()}
     result["ratio"] = result["alig"] / result["sgd"]
     result["parameters"] = sum(p.numel() for p in alig_model.parameters())

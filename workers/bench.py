@@ -13,11 +13,11 @@ ALI-G's only extra work per step is one reduction over the gradients.
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from optim import stepping
+from optim.bench import seconds_per_step
 from optim.registry import build_optimizer, optimizer_info
 from workers.tasks.image_models import build_image_model
 from workers.trainer import run_trial
@@ -52,14 +52,7 @@ def resnet_steps_per_second(optimizer: str, eta: float, steps: int, device: str)
         stepping.step(opt, kind, loss)
 
     step()  # warm-up: buffers, kernels
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps / (time.perf_counter() - start)
+    return 1.0 / seconds_per_step(step, steps, device)
 
 
 def compare(name: str, measure: object, repeats: int) -> None:
