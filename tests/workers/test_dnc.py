@@ -55,17 +55,17 @@ def test_batch_shapes_and_structure() -> None:
     assert obs.shape == (32, steps, options.bits + 2)
     assert target.shape == (32, steps, options.bits + 1)
     assert mask.shape == (32, steps)
-    seen_lengths, seen_repeats = set(), set()
+    seen_lengths, seen_repeats, totals = set(), set(), []
     for b in range(32):
         length, repeats, pattern = decode_sample(obs[b], options.bits)
         seen_lengths.add(length)
         seen_repeats.add(repeats)
-        assert 1 <= length <= 3 and 1 <= repeats <= 3
         # R / 10 in the repeat channel, on its own row
         assert float(obs[b, length + 1, options.bits + 1]) == pytest.approx(repeats / 10)
         assert obs[b, length + 1, : options.bits + 1].abs().sum() == 0
         assert set(pattern.unique().tolist()) <= {0.0, 1.0}
         total = length * (repeats + 1) + 3
+        totals.append(total)
         # after the repeat row the observation is all zeros (output phase and padding)
         assert obs[b, length + 2 :].abs().sum() == 0
         # target: zeros, the pattern tiled R times, the end marker, then padding
@@ -81,11 +81,8 @@ def test_batch_shapes_and_structure() -> None:
         expected_mask = torch.zeros(steps)
         expected_mask[start : end + 1] = 1.0
         assert torch.equal(mask[b], expected_mask)
-        assert total <= steps
-    assert steps == max(
-        decode_sample(obs[b], options.bits)[0] * (decode_sample(obs[b], options.bits)[1] + 1) + 3
-        for b in range(32)
-    )
+    # the batch is as long as its longest sample; L and R cover exactly their ranges
+    assert steps == max(totals)
     assert seen_lengths == {1, 2, 3} and seen_repeats == {1, 2, 3}
 
 
