@@ -6,6 +6,8 @@
    grid studies as ``tune.grid_search`` over the trials' keys and configs, search studies with
    one ``OptunaSearch`` per optimizer; ``tune.with_resources`` from the spec (fractional GPUs
    allowed), ``reuse_actors=True``, ``FailureConfig(max_failures)`` and an absolute storage path;
+   trials Tune ended because the cluster lost them (not their own crashes) run again in up to
+   ``LOST_TRIAL_ROUNDS`` further Tune runs;
 3. a driver-side callback writes every result into SQL as it arrives (``store_callback``);
 4. ends the study ``succeeded`` (every trial finished; diverged and failed trials are results),
    ``failed`` with the reason (every trial failed, or the driver itself failed), or leaves it
@@ -30,6 +32,9 @@ from studies.store import Store, repository
 from workers.ray_env import apply_ray_environment
 
 log = logging.getLogger("workers.run")
+# Tune runs after the first one, each for the trials the one before lost to the cluster (a node
+# gone while a trial was being placed or restarted: Tune ends those trials without a retry)
+LOST_TRIAL_ROUNDS = 3
 
 
 class StudyDriver:
@@ -54,10 +59,16 @@ class StudyDriver:
         spec = parse_spec(study.spec, max_trials=math.inf)  # type: ignore[arg-type]
         try:
             self._connect_ray()
-            if spec.search is not None:
-                self._run_search(spec)
-            else:
-                self._run_grid(spec)
+            run_round = self._run_search if spec.search is not None else self._run_grid
+            for round_number in range(1 + LOST_TRIAL_ROUNDS):
+                run_round(spec)
+                left = self._left_to_run(spec)
+                if not left or self._cancelled():
+                    break
+                if round_number < LOST_TRIAL_ROUNDS:
+                    log.info(
+                        "study %s: %d trials lost to the cluster run again", self.study_id, left
+                    )
         except BaseException as error:
             self._finish_failed(f"{type(error).__name__}: {error}", traceback.format_exc())
             raise
@@ -113,7 +124,12 @@ class StudyDriver:
         parts = self._tuner_parts(spec, f"study-{self.study_id}")
         run_config = parts["run_config"]
         run_config.callbacks = [
-            StoreCallback(self.store, self.study_id, key_of=lambda c: c["trial"]["key"])
+            StoreCallback(
+                self.store,
+                self.study_id,
+                key_of=lambda c: c["trial"]["key"],
+                max_failures=spec.max_failures,
+            )
         ]
         entries = [{"key": t.key, "config": t.config} for t in trials]
         tuner = tune.Tuner(
@@ -157,6 +173,7 @@ class StudyDriver:
                     self.study_id,
                     key_of=lambda c, base=base: sampled_trial(c, base).key,
                     planned_of=lambda c, base=base: sampled_trial(c, base),
+                    max_failures=spec.max_failures,
                 )
             ]
             tuner = tune.Tuner(
@@ -176,6 +193,20 @@ class StudyDriver:
             tuner.fit()
             if self._cancelled():
                 return
+
+    def _left_to_run(self, spec: StudySpec) -> int:
+        """Trials a round left to run: unfinished rows (lost to the cluster); for a search also
+        the samples of its budget that never got a row (lost before they started)."""
+        with self.store.session() as session:
+            records = repository.trial_records(session, self.study_id)
+        if spec.search is None:
+            return sum(1 for r in records if r.status not in FINISHED)
+        return sum(
+            max(0, spec.search.n_trials - sum(
+                1 for r in records if r.optimizer == entry.row and r.status in FINISHED
+            ))
+            for entry in spec.entries
+        )  # fmt: skip
 
     # ----------------------------------------------------------------------------- outcome
 

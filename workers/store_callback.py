@@ -4,7 +4,10 @@
   search study, whose trials are only known once sampled);
 - ``on_trial_result``: every metric of a report becomes a metric point at the report's step;
   the final report stores the outcome (``completed``/``diverged``/``failed``) idempotently;
-- ``on_trial_error``: a trial that exhausted its retries is stored ``failed`` with the error.
+- ``on_trial_error``: Tune gave up on a trial. One that started more than ``max_failures``
+  times crashed through its retries and is stored ``failed`` with the error; one that did not
+  was lost to the cluster (its node went away while it was being placed or restarted, a path on
+  which Tune does not retry) and goes back to ``pending`` for the driver's next round.
 
 ``CancelStopper`` asks Tune to stop everything once the study is marked ``cancelled`` in SQL
 (checked at most once a second): finished results stay, running trials stop promptly.
@@ -68,12 +71,14 @@ class StoreCallback(_StoreUser, tune.Callback):
         study_id: str,
         key_of: Callable[[dict[str, Any]], str],
         planned_of: Callable[[dict[str, Any]], PlannedTrial] | None = None,
+        max_failures: int = 0,
     ) -> None:
         super().__init__(store)
         self.study_id = study_id
         self.key_of = key_of  # Tune config -> trial key
         self.planned_of = planned_of  # search studies: Tune config -> the trial to create
-        self.outcomes: dict[str, str] = {}
+        self.max_failures = max_failures  # Tune's retries of a crashed trial
+        self.outcomes: dict[str, str] = {}  # key -> status stored by this run ("pending": lost)
 
     def on_trial_start(self, iteration: int, trials: list, trial: TuneTrial, **info: Any) -> None:
         with self.store.session() as session:
@@ -126,10 +131,20 @@ class StoreCallback(_StoreUser, tune.Callback):
         key = self.key_of(trial.config)
         reason = _error_text(trial)
         with self.store.session() as session:
-            repository.record_trial_result(
-                session, self.study_id, key, status="failed", reason=reason
-            )
-        self.outcomes[key] = "failed"
+            try:
+                stored = repository.get_trial(session, self.study_id, key)
+            except LookupError:  # a search sample lost before it started: no row, draw anew
+                return
+            if stored.attempts > self.max_failures:
+                repository.record_trial_result(
+                    session, self.study_id, key, status="failed", reason=reason
+                )
+                self.outcomes[key] = "failed"
+            else:
+                repository.requeue_trial(
+                    session, self.study_id, key, reason=f"lost to the cluster: {reason}"
+                )
+                self.outcomes[key] = "pending"
 
 
 def _error_text(trial: TuneTrial) -> str:

@@ -559,6 +559,28 @@ def mark_trial_running(session: Session, study_id: str, key: str) -> bool:
     return False
 
 
+def requeue_trial(session: Session, study_id: str, key: str, reason: str) -> bool:
+    """An unfinished trial goes back to ``pending`` with ``reason`` (why it must run again).
+
+    ``attempts`` is kept. Returns ``False`` and changes nothing when the trial is already
+    finished (a result is never undone). Raises TrialNotFound / StudyNotFound.
+    """
+    result = session.execute(
+        update(Trial)
+        .where(
+            Trial.study_id == study_id,
+            Trial.key == key,
+            Trial.status.not_in(TRIAL_FINISHED),
+        )
+        .values(status="pending", reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        return True
+    _trial_id(session, study_id, key)  # raises when the study or trial does not exist
+    return False
+
+
 def reset_running_trials(session: Session, study_id: str) -> int:
     """Trials left ``running`` (their driver died) go back to ``pending``; how many.
 

@@ -1,0 +1,90 @@
+"""workers.store_callback without Ray running: what a trial Tune gave up on becomes in SQL."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from studies.spec import expand_grid, parse_spec
+from studies.store import Store, repository
+from workers.store_callback import StoreCallback
+
+SPEC = {
+    "task": "matrix-factorisation",
+    "optimizers": ["sgd"],
+    "grid": {"eta": [0.1, 1.0, 10.0], "batch_size": [32]},
+    "budget": {"epochs": 1},
+    "device": "cpu",
+    "max_failures": 2,
+}
+
+
+@pytest.fixture
+def study(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.upgrade()
+    spec = parse_spec(SPEC)
+    trials = expand_grid(spec)
+    with store.session() as session:
+        created, _ = repository.create_study(
+            session, name="s", task=spec.task, spec=spec.model_dump(mode="json", by_alias=True),
+            trials=trials,
+        )  # fmt: skip
+    callback = StoreCallback(store, created.id, key_of=lambda c: c["key"], max_failures=2)
+    yield store, created.id, [t.key for t in trials], callback
+    store.dispose()
+
+
+def tune_trial(key: str, error: str) -> SimpleNamespace:
+    """The parts of a Tune trial the callback reads."""
+    return SimpleNamespace(
+        config={"key": key}, error_msg=f"Traceback ...\n{error}", error_file=None
+    )
+
+
+def stored(store: Store, study_id: str, key: str):
+    with store.session() as session:
+        return repository.get_trial(session, study_id, key)
+
+
+def test_a_trial_that_crashed_through_its_retries_is_failed(study):
+    store, study_id, keys, callback = study
+    with store.session() as session:
+        for _ in range(3):  # the first run and max_failures = 2 retries
+            repository.mark_trial_running(session, study_id, keys[0])
+    callback.on_trial_error(0, [], tune_trial(keys[0], "SIGSEGV in the worker"))
+    row = stored(store, study_id, keys[0])
+    assert (row.status, row.attempts, row.reason) == ("failed", 3, "SIGSEGV in the worker")
+    assert callback.outcomes[keys[0]] == "failed"
+
+
+@pytest.mark.parametrize("starts", [0, 1, 2])
+def test_a_trial_lost_to_the_cluster_goes_back_to_pending(study, starts):
+    store, study_id, keys, callback = study
+    with store.session() as session:
+        for _ in range(starts):
+            repository.mark_trial_running(session, study_id, keys[1])
+    callback.on_trial_error(0, [], tune_trial(keys[1], "the actor's node was terminated"))
+    row = stored(store, study_id, keys[1])
+    assert (row.status, row.attempts) == ("pending", starts)
+    assert row.reason == "lost to the cluster: the actor's node was terminated"
+    assert callback.outcomes[keys[1]] == "pending"
+    with store.session() as session:  # the driver's next round runs it
+        assert keys[1] in {t.key for t in repository.unfinished_trials(session, study_id)}
+
+
+def test_a_search_sample_lost_before_it_started_leaves_no_row(study):
+    store, study_id, keys, callback = study
+    callback.on_trial_error(0, [], tune_trial("0123456789abcdef", "node died"))
+    with store.session() as session:
+        assert len(repository.list_trials(session, study_id, limit=10).items) == len(keys)
+    assert callback.outcomes == {}
+
+
+def test_requeue_never_undoes_a_result(study):
+    store, study_id, keys, _ = study
+    with store.session() as session:
+        repository.record_trial_result(session, study_id, keys[2], status="completed",
+                                       final_objective=1.5)  # fmt: skip
+        assert repository.requeue_trial(session, study_id, keys[2], reason="lost") is False
+    row = stored(store, study_id, keys[2])
+    assert (row.status, row.final_objective, row.reason) == ("completed", 1.5, None)
