@@ -537,26 +537,11 @@ def mark_trial_running(session: Session, study_id: str, key: str) -> bool:
     Returns ``False`` and changes nothing when the trial is already finished (a late or
     duplicated start must not undo a result). Raises TrialNotFound / StudyNotFound.
     """
-    result = session.execute(
-        update(Trial)
-        .where(
-            Trial.study_id == study_id,
-            Trial.key == key,
-            Trial.status.not_in(TRIAL_FINISHED),
-        )
-        .values(
-            status="running",
-            attempts=Trial.attempts + 1,
-            started_at=utcnow(),
-            finished_at=None,
-            reason=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 1:
-        return True
-    _trial_id(session, study_id, key)  # raises when the study or trial does not exist
-    return False
+    return _update_unfinished_trial(
+        session, study_id, key,
+        status="running", attempts=Trial.attempts + 1, started_at=utcnow(), finished_at=None,
+        reason=None,
+    )  # fmt: skip
 
 
 def requeue_trial(session: Session, study_id: str, key: str, reason: str) -> bool:
@@ -565,6 +550,14 @@ def requeue_trial(session: Session, study_id: str, key: str, reason: str) -> boo
     ``attempts`` is kept. Returns ``False`` and changes nothing when the trial is already
     finished (a result is never undone). Raises TrialNotFound / StudyNotFound.
     """
+    return _update_unfinished_trial(session, study_id, key, status="pending", reason=reason)
+
+
+def _update_unfinished_trial(session: Session, study_id: str, key: str, **values: Any) -> bool:
+    """UPDATE one trial with ``values`` unless it is finished; whether it changed.
+
+    Raises TrialNotFound / StudyNotFound when there is no such trial.
+    """
     result = session.execute(
         update(Trial)
         .where(
@@ -572,7 +565,7 @@ def requeue_trial(session: Session, study_id: str, key: str, reason: str) -> boo
             Trial.key == key,
             Trial.status.not_in(TRIAL_FINISHED),
         )
-        .values(status="pending", reason=reason)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount == 1:
