@@ -1,21 +1,10 @@
 """JSON shapes of the API's resources (no NaN/Infinity ever: non-finite numbers become null)."""
 
-import math
 from datetime import datetime
 from typing import Any
 
+from studies.analysis import json_safe
 from studies.store import Progress, StudyInfo, TrialInfo
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``None`` (recursively)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(item) for item in value]
-    return value
 
 
 def _time(value: datetime | None) -> str | None:
@@ -66,7 +55,7 @@ def _job_link(dashboard_url: str | None, job_id: str | None) -> str | None:
 
 def trial_json(trial: TrialInfo) -> dict[str, Any]:
     """A trial row."""
-    return finite(
+    return json_safe(
         {
             "key": trial.key,
             "optimizer": trial.optimizer,

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from service.dependencies import SessionDep
 from service.exceptions import AnalysisUnavailable
-from service.views import finite
 from studies import analysis, rendering
 from studies.records import TrialRecord
 from studies.store import repository
@@ -212,7 +211,7 @@ def export(
             **{name: t.extra_axes.get(name) for name in extra},
             **{name: t.metrics.get(name) for name in metrics},
         }  # fmt: skip
-        rows.append(finite(row))
+        rows.append(analysis.json_safe(row))
     if format == "json":
         return Response(json.dumps(rows, allow_nan=False), media_type="application/json")
     buffer = io.StringIO()

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from optim.registry import OPTIMIZERS
 from service.dependencies import LauncherDep, SettingsDep, StoreDep
-from service.views import finite
+from studies.analysis import json_safe
 from studies.presets import load_preset, preset_names
 from studies.tasks import TASKS
 from workers.launcher import dashboard_answers
@@ -48,7 +48,7 @@ def optimizers() -> dict:
     items = []
     for info in OPTIMIZERS.values():
         items.append(
-            finite(
+            json_safe(
                 {
                     "name": info.name,
                     "description": info.description,

@@ -5,8 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from service.dependencies import SessionDep
-from service.views import finite, trial_json
+from service.views import trial_json
 from studies import rendering
+from studies.analysis import json_safe
 from studies.store import repository
 
 router = APIRouter(prefix="/studies/{study_id}/trials", tags=["trials"])
@@ -48,10 +49,8 @@ def metrics(
     """The trial's curves: points (step, name, value), optionally of one metric, or a plot."""
     points = repository.metric_curve(session, study_id, key, name)
     if format == "json":
-        return {
-            "key": key,
-            "points": [finite({"step": p.step, "name": p.name, "value": p.value}) for p in points],
-        }
+        rows = [{"step": p.step, "name": p.name, "value": p.value} for p in points]
+        return json_safe({"key": key, "points": rows})
     curves: dict[str, list[tuple[float, float]]] = {}
     for p in points:
         curves.setdefault(p.name, []).append((p.step, p.value))

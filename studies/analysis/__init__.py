@@ -4,7 +4,7 @@ Each result is a frozen dataclass with a ``to_dict()`` that is JSON without NaN/
 ``studies.rendering`` draws them. See docs/ALGORITHMS.md, "Sensitivity measures".
 """
 
-from studies.analysis._common import Direction
+from studies.analysis._common import Direction, json_safe
 from studies.analysis.cells import CellStatus
 from studies.analysis.heatmap import Heatmap, heatmap
 from studies.analysis.importance import EVALUATORS, Importance, importance
@@ -37,6 +37,7 @@ __all__ = [
     "expected_best",
     "heatmap",
     "importance",
+    "json_safe",
     "robustness",
     "robustness_from_heatmap",
     "select_slice",
