@@ -25,7 +25,7 @@ import sys
 import traceback
 from typing import Any
 
-from studies.records import FINISHED
+from studies.records import FINISHED, TrialRecord
 from studies.settings import Settings
 from studies.spec import StudySpec, parse_spec
 from studies.store import Store, repository
@@ -35,6 +35,11 @@ log = logging.getLogger("workers.run")
 # Tune runs after the first one, each for the trials the one before lost to the cluster (a node
 # gone while a trial was being placed or restarted: Tune ends those trials without a retry)
 LOST_TRIAL_ROUNDS = 3
+
+
+def _samples_left(n_trials: int, records: list[TrialRecord], row: str) -> int:
+    """How many of a search entry's ``n_trials`` samples have no finished trial yet."""
+    return n_trials - sum(1 for r in records if r.optimizer == row and r.status in FINISHED)
 
 
 class StudyDriver:
@@ -152,8 +157,7 @@ class StudyDriver:
             unfinished = repository.unfinished_trials(session, self.study_id)
             records = repository.trial_records(session, self.study_id)
         for index, entry in enumerate(spec.entries):
-            finished = sum(1 for r in records if r.optimizer == entry.row and r.status in FINISHED)
-            remaining = spec.search.n_trials - finished
+            remaining = _samples_left(spec.search.n_trials, records, entry.row)
             if remaining <= 0:
                 continue
             # samples an earlier driver started and never finished run again, first
@@ -201,12 +205,8 @@ class StudyDriver:
             records = repository.trial_records(session, self.study_id)
         if spec.search is None:
             return sum(1 for r in records if r.status not in FINISHED)
-        return sum(
-            max(0, spec.search.n_trials - sum(
-                1 for r in records if r.optimizer == entry.row and r.status in FINISHED
-            ))
-            for entry in spec.entries
-        )  # fmt: skip
+        n_trials = spec.search.n_trials
+        return sum(max(0, _samples_left(n_trials, records, entry.row)) for entry in spec.entries)
 
     # ----------------------------------------------------------------------------- outcome
 
