@@ -194,20 +194,19 @@ def follow(
         TextColumn("{task.fields[counts]}"),
         TimeElapsedColumn(),
     )
-    study = client.get_study(study_id)  # errors (unknown id, no service) before any bar
+    updates = client.watch(study_id, interval)  # ends with the first finished state
+    study = next(updates)  # errors (unknown id, no service) before any bar
     if study["status"] in FINISHED:
         return study
     with Progress(*columns, console=out) as progress:
         bar = progress.add_task(**_bar_fields(study))
-        while True:
+        for study in updates:
             progress.update(bar, **_bar_fields(study))
-            if study["status"] in FINISHED:
-                return study
-            if deadline is not None and time.monotonic() > deadline:
+            late = deadline is not None and time.monotonic() > deadline
+            if late and study["status"] not in FINISHED:
                 state = study["status"]
                 raise TimeoutError(f"study {study_id} is still {state} after {timeout:g} s")
-            time.sleep(interval)
-            study = client.get_study(study_id)
+    return study
 
 
 # --- overrides: KEY=JSON with dotted keys -------------------------------------------------------

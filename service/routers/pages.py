@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from service.dependencies import SessionDep, SettingsDep
 from service.views import study_json
 from studies import analysis
+from studies.records import FINISHED
 from studies.store import repository
 
 router = APIRouter(include_in_schema=False)
@@ -54,7 +55,7 @@ def study_page(
     )
     records = repository.trial_records(session, study_id)
     context: dict[str, Any] = {"study": body, "dashboard": settings.ray_dashboard_url, "ranges": []}
-    finished = [r for r in records if r.status in ("completed", "diverged", "failed")]
+    finished = [r for r in records if r.status in FINISHED]
     if not finished:
         context["heatmap_note"] = "No finished trial yet: the heatmap appears as results arrive."
         return templates.TemplateResponse(request, "study.html", context)

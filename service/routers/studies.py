@@ -25,11 +25,11 @@ from studies.presets import load_preset
 from studies.settings import Settings
 from studies.spec import expand_grid, parse_spec, planned_trial_count
 from studies.store import Store, StudyInfo, repository
+from studies.store.models import STUDY_FINISHED
 from workers.launcher import TERMINAL_JOB_STATES, Launcher
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 log = logging.getLogger("service.studies")
-FINISHED = ("succeeded", "failed", "cancelled")
 STOP_GRACE_SECONDS = 20.0  # a cancelled driver stops itself; the Ray job is stopped after this
 INT_RANGE = (-(2**31), 2**31 - 1)  # the store's integer columns (batch size, seed) are 32-bit
 
@@ -244,7 +244,7 @@ def delete_study(
 ) -> Response:
     """Delete a finished study (whose Ray job has ended) and all its rows."""
     study = repository.get_study(session, study_id)
-    if study.status not in FINISHED:
+    if study.status not in STUDY_FINISHED:
         raise InvalidTransition(f"study {study_id} is {study.status}: cancel it before deleting it")
     _require_job_ended(launcher, study, "deleting")
     repository.delete_study(session, study_id)

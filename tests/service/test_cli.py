@@ -30,6 +30,7 @@ from service.cli import app, parse_overrides
 from service.client import ApiClient, ApiError
 from service.demo import ServiceThread
 from studies.settings import Settings
+from studies.store import Store, repository
 from tests.postgres import free_port
 
 TOKEN = "cli-test-token"
@@ -64,14 +65,18 @@ def served(settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def offline_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = Settings(
+def offline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
         data_dir=tmp_path_factory.mktemp("offline"),
         database_url=None,
         ray_address=f"http://127.0.0.1:{free_port()}",  # nothing listens there
         api_token=TOKEN,
     )
-    with served(settings) as url:
+
+
+@pytest.fixture(scope="module")
+def offline_url(offline_settings: Settings) -> Iterator[str]:
+    with served(offline_settings) as url:
         yield url
 
 
@@ -95,6 +100,20 @@ def test_unknown_study_exits_1_with_the_servers_message(offline_url, tmp_path, a
     result = cli(offline_url, *args, token=TOKEN)
     assert_api_error(result, "HTTP 404: study 'no-such-study' not found")
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_status_timeout_exits_1_naming_the_state(offline_url, offline_settings):
+    # a study that stays pending: stored directly, never launched (there is no Ray here)
+    store = Store(offline_settings.resolved_database_url)
+    try:
+        with store.session() as session:
+            study, _ = repository.create_study(
+                session, name="waiting", task="matrix-factorisation", spec={}, trials=[]
+            )
+    finally:
+        store.dispose()
+    result = cli(offline_url, "status", study.id, "--interval", "0.1", "--timeout", "0.3")
+    assert_api_error(result, f"study {study.id} is still pending after 0.3 s")
 
 
 def test_mutating_without_the_token_is_refused(offline_url):
