@@ -12,19 +12,14 @@ was back-propagated, ``g`` its gradient over *all* parameters of *all* groups::
     p    <- p - gamma * (g_p + lambda * p)                  weight decay only in the direction
     if mu > 0:   v_p <- mu * v_p - gamma * g_p ;   p <- p + mu * v_p      (no decay term in v)
 
-AOV schedule. The ``epochs`` budget is split into ``K = sections`` equal sections; section
-``j = 1..K`` ends after epoch ``ceil(j * epochs / K)`` (duplicates merged: with fewer epochs than
-sections every epoch closes a section; the last epoch always closes one). The AOVs are fixed
-during a section. The losses seen online are recorded per epoch; the epoch with the lowest mean
-recorded loss in the section gives the reference ``lbar_z``. At a section end, per sample::
+The AOVs start at the loss lower bound ``B`` and are updated at the end of each of ``K`` sections
+of the epoch budget from the section's best epoch ``lbar_z`` (:mod:`optim.aov_schedule` has the
+schedule and its bookkeeping)::
 
     not reached (lbar_z >  a_z):  d_z = (lbar_z - a_z) / 2 ;  a_z = (a_z + lbar_z) / 2
     reached     (lbar_z <= a_z):  a_z = max(B, a_z - d_z / 2)          (d_z unchanged)
 
-with ``a_z = B`` (``lower_bound``) and ``d_z = 0`` at the start. ``d_z`` is half the last rise,
-so a reached AOV goes back halfway down, and by the same amount again each time it is reached.
-
-Departures from the paper (Algorithms 1 and 2, §4), as decided in ``docs/ALGORITHMS.md``:
+Departures from the paper (Algorithms 1 and 2, §4):
 
 - ``K`` is a parameter (``sections``, default 10; the paper fixes 10, the authors' code uses 5),
   and the schedule also works when there are fewer epochs than sections;
@@ -36,23 +31,14 @@ Departures from the paper (Algorithms 1 and 2, §4), as decided in ``docs/ALGORI
   denominator;
 - optional momentum, in the authors' Nesterov form used by ALI-G, on ``g_p`` only.
 
-Bookkeeping details (not in the paper):
+A NaN per-sample loss is recorded as "not seen" (a diverged run is visible in the parameters and
+``last_step_size``, which are NaN, as with ALI-G). The AOV buffers are float32 (float64 when the
+parameters are float64), on the first parameter's device.
 
-- a sample's reference is its loss in the lowest-mean epoch *among the epochs of the section that
-  saw it*; when every epoch sees every sample (the usual case) this is exactly the section's best
-  epoch, and a loader that drops a few samples per epoch still gives them a reference. Samples
-  never seen in a section keep their AOV (and ``d_z``). Ties keep the earlier epoch;
-- a sample seen twice in one epoch (or twice in one batch) keeps one of its losses for the epoch
-  mean (the last one written; with duplicates inside a batch, whichever the device writes);
-- a NaN per-sample loss is recorded as "not seen" (a diverged run is visible in the parameters
-  and ``last_step_size``, which are NaN, as with ALI-G);
-- epochs past the ``epochs`` budget close no section: the AOVs stay as they are;
-- AOV buffers are float32 (float64 when the parameters are float64), on the first parameter's
-  device, one value per sample each: ``a``, ``d``, the epoch's losses (NaN = not seen), the
-  reference losses and their epoch means (inf = no reference).
+See docs/algorithms.md, section AALIG; :class:`optim.reference.aalig.AALIGReference` is the same
+step and schedule written plainly.
 """
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -60,40 +46,41 @@ import torch
 from torch.optim import Optimizer
 
 from optim import validation
-from optim.closure import require_closure
-from optim.exceptions import InvalidHyperparameterError, MissingClosureError
+from optim.aov_schedule import AOVSchedule
+from optim.capped_step_size import StepSizeRecord
+from optim.closure import indices_and_losses, require_closure
+from optim.exceptions import InvalidHyperparameterError
+from optim.param_groups import check_groups, polyak_momentum_step, shared, with_dense_grad
 from optim.projection import global_norm
-from optim.step_sizes import StepSizeRecord
+
+#: The hyperparameters a parameter group may override, with their checks.
+PER_GROUP = {
+    "max_lr": validation.positive,
+    "momentum": validation.unit_interval,
+    "weight_decay": validation.non_negative,
+}
+#: The hyperparameters shared by all groups (the AOV schedule's and the step's ``eps``), with
+#: the checks a loaded state must pass.
+SHARED = {
+    "n_samples": validation.positive_int,
+    "epochs": validation.positive_int,
+    "sections": validation.positive_int,
+    "lower_bound": validation.finite,
+    "eps": validation.non_negative,
+}
 
 _STATE_KEY = "aalig"
-_STATE_VERSION = 1
-_BUFFERS = ("aov", "delta", "epoch_loss", "ref_loss", "ref_mean")
+_STATE_VERSION = 2  # version 1 kept the hyperparameters in this entry, not in the param groups
 # Attributes that copy.deepcopy / pickle must carry besides torch's defaults/state/param_groups.
 _PICKLED = (
-    "n_samples",
-    "epochs",
-    "sections",
-    "lower_bound",
-    "eps",
     "foreach",
     "last_step_size",
     "last_step_capped",
     "last_step_sizes",
-    "last_epoch_mean",
-    "_section_ends",
-    "_epoch",
-    "_best_mean",
     "_device",
     "_dtype",
-    *(f"_{name}" for name in _BUFFERS),
+    "_schedule",
 )
-
-
-def section_ends(epochs: int, sections: int) -> tuple[int, ...]:
-    """The epochs (1-based) after which a section closes: ``ceil(j * epochs / sections)``."""
-    epochs = validation.positive_int("epochs", epochs)
-    sections = validation.positive_int("sections", sections)
-    return tuple(sorted({-(-j * epochs // sections) for j in range(1, sections + 1)}))
 
 
 class AALIG(StepSizeRecord, Optimizer):
@@ -110,8 +97,8 @@ class AALIG(StepSizeRecord, Optimizer):
         sections: number K of AOV updates over the budget.
         lower_bound: the known lower bound B of every per-sample loss (0 for cross-entropy).
         eps: δ >= 0 added to ``||g||^2``.
-        foreach: use the fused multi-tensor kernels (default); ``False`` is the per-tensor
-            reference implementation, kept for testing.
+        foreach: multi-tensor kernels (default) or one tensor at a time (see
+            :mod:`optim.param_groups`).
 
     ``step(closure)``: the closure returns ``(indices, per_sample_losses)`` (a LongTensor of
     sample indices and the unreduced losses, both of length B), and ``.grad`` holds the gradient
@@ -135,98 +122,69 @@ class AALIG(StepSizeRecord, Optimizer):
         *,
         foreach: bool = True,
     ) -> None:
-        max_lr = validation.positive("max_lr", max_lr)
-        momentum = validation.unit_interval("momentum", momentum)
-        weight_decay = validation.non_negative("weight_decay", weight_decay)
-        self.n_samples = validation.positive_int("n_samples", n_samples)
-        self.epochs = validation.positive_int("epochs", epochs)
-        self.sections = validation.positive_int("sections", sections)
-        self.lower_bound = validation.finite("lower_bound", lower_bound)
-        self.eps = validation.non_negative("eps", eps)
+        defaults = {
+            "max_lr": validation.positive("max_lr", max_lr),
+            "momentum": validation.unit_interval("momentum", momentum),
+            "weight_decay": validation.non_negative("weight_decay", weight_decay),
+            "n_samples": validation.positive_int("n_samples", n_samples),
+            "epochs": validation.positive_int("epochs", epochs),
+            "sections": validation.positive_int("sections", sections),
+            "lower_bound": validation.finite("lower_bound", lower_bound),
+            "eps": validation.non_negative("eps", eps),
+        }
         self.foreach = bool(foreach)
-        defaults = {"max_lr": max_lr, "momentum": momentum, "weight_decay": weight_decay}
         super().__init__(params, defaults)
-        for group in self.param_groups:  # groups may override the defaults: check them too
-            validation.positive("max_lr", group["max_lr"])
-            validation.unit_interval("momentum", group["momentum"])
-            validation.non_negative("weight_decay", group["weight_decay"])
-
+        check_groups(self, PER_GROUP)
         first = self.param_groups[0]["params"][0]
         self._device: torch.device = first.device
         self._dtype: torch.dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
-        self._section_ends: tuple[int, ...] = section_ends(self.epochs, self.sections)
-        self._epoch = 0
-        self._best_mean = math.inf
-        n, like = self.n_samples, {"device": self._device, "dtype": self._dtype}
-        self._aov = torch.full((n,), self.lower_bound, **like)
-        self._delta = torch.zeros(n, **like)
-        self._epoch_loss = torch.full((n,), math.nan, **like)
-        self._ref_loss = torch.zeros(n, **like)
-        self._ref_mean = torch.full((n,), math.inf, **like)
+        self._schedule = self._new_schedule(self.param_groups[0])
+        self._clear_step_sizes()
 
-        self.last_step_size: float | None = None
-        self.last_step_capped: bool = False
-        self.last_step_sizes: list[float] = []
-        self.last_epoch_mean: float | None = None
+    def _new_schedule(self, group: dict[str, Any]) -> AOVSchedule:
+        """A fresh AOV schedule for the shared hyperparameters of ``group``."""
+        return AOVSchedule(
+            group["n_samples"],
+            group["epochs"],
+            group["sections"],
+            group["lower_bound"],
+            device=self._device,
+            dtype=self._dtype,
+        )
 
     # ------------------------------------------------------------------ read-only views
 
     @property
+    def n_samples(self) -> int:
+        """The number of training samples, one AOV each."""
+        return shared(self, "n_samples")
+
+    @property
+    def epochs(self) -> int:
+        """The training budget in epochs, which the sections split."""
+        return shared(self, "epochs")
+
+    @property
     def aov(self) -> torch.Tensor:
         """A copy of the current AOVs ``a_z`` (one per sample, on the parameters' device)."""
-        return self._aov.clone()
+        return self._schedule.aov.clone()
 
     @property
     def epoch(self) -> int:
         """The number of epochs closed by ``end_epoch`` so far."""
-        return self._epoch
+        return self._schedule.epoch
 
     @property
     def section_ends(self) -> tuple[int, ...]:
         """The epochs (1-based) after which the AOVs are updated."""
-        return self._section_ends
+        return self._schedule.section_ends
+
+    @property
+    def last_epoch_mean(self) -> float | None:
+        """The mean loss recorded in the last closed epoch (``None``: none was recorded)."""
+        return self._schedule.last_epoch_mean
 
     # ------------------------------------------------------------------ the step
-
-    def _all_params(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"]]
-
-    def _batch(self, returned: object) -> tuple[torch.Tensor, torch.Tensor]:
-        """The closure's ``(indices, per_sample_losses)``, checked, on the buffers' device."""
-        if not (isinstance(returned, tuple | list) and len(returned) == 2):
-            raise MissingClosureError(
-                "AALIG.step(): the closure must return (indices, per_sample_losses), got "
-                f"{type(returned).__name__}"
-            )
-        indices, losses = (torch.as_tensor(t) for t in returned)
-        if indices.dim() != 1 or indices.is_floating_point() or indices.is_complex():
-            raise InvalidHyperparameterError(
-                f"indices must be a 1-D integer tensor, got dtype {indices.dtype} and shape "
-                f"{tuple(indices.shape)}"
-            )
-        if indices.dtype == torch.bool:
-            raise InvalidHyperparameterError("indices must be integer sample indices, not a mask")
-        if losses.dim() != 1 or not losses.is_floating_point():
-            raise InvalidHyperparameterError(
-                f"per_sample_losses must be a 1-D float tensor (reduction='none'), got dtype "
-                f"{losses.dtype} and shape {tuple(losses.shape)}"
-            )
-        if indices.numel() != losses.numel():
-            raise InvalidHyperparameterError(
-                f"indices and per_sample_losses must have the same length, got "
-                f"{indices.numel()} and {losses.numel()}"
-            )
-        if indices.numel() == 0:
-            raise InvalidHyperparameterError("indices: the batch is empty")
-        indices = indices.to(device=self._device, dtype=torch.long)
-        low, high = torch.aminmax(indices)
-        low_value, high_value = torch.stack([low, high]).tolist()
-        if low_value < 0 or high_value >= self.n_samples:
-            bad = low_value if low_value < 0 else high_value
-            raise InvalidHyperparameterError(
-                f"indices must lie in [0, n_samples={self.n_samples}), got {bad}"
-            )
-        return indices, losses.detach().to(device=self._device, dtype=self._dtype)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
@@ -236,59 +194,27 @@ class AALIG(StepSizeRecord, Optimizer):
         ``per_sample_losses.mean()`` when it returns. Returns what the closure returned.
         """
         returned = require_closure(closure, "AALIG", "(indices, per_sample_losses)")
-        indices, losses = self._batch(returned)
-        grads = [p.grad for p in self._all_params() if p.grad is not None]
-        if any(g.is_sparse for g in grads):
-            raise InvalidHyperparameterError("AALIG does not support sparse gradients")
+        indices, losses = indices_and_losses(
+            returned, "AALIG", self.n_samples, device=self._device, dtype=self._dtype
+        )
+        grads = [p.grad for p in with_dense_grad(self, "AALIG")]
 
-        gap = losses.mean() - self._aov.index_select(0, indices).mean()
+        gap = losses.mean() - self._schedule.mean_aov(indices)
         if grads:
             g2 = global_norm(grads, foreach=self.foreach).to(self._device, self._dtype).square()
         else:
             g2 = torch.zeros((), device=self._device, dtype=self._dtype)
         gap_value, g2_value = torch.stack([gap, g2]).tolist()  # one device sync
-        self._epoch_loss.index_copy_(0, indices, losses)
+        self._schedule.record(indices, losses)
 
-        denominator = g2_value + self.eps
+        denominator = g2_value + shared(self, "eps")
         # 0/0 (no gap at a stationary point with eps = 0) means "no step", not NaN.
         uncapped = gap_value / denominator if denominator > 0 else 0.0
         for group, gamma in zip(self.param_groups, self._capped_step_sizes(uncapped), strict=True):
-            self._update_group(group, gamma)
+            # p - gamma (g + lambda p) = p (1 - gamma lambda) - gamma g, with p before the update
+            decay = 1.0 - gamma * group["weight_decay"]
+            polyak_momentum_step(self, group, gamma, decay=decay, foreach=self.foreach)
         return returned
-
-    def _update_group(self, group: dict[str, Any], gamma: float) -> None:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            return
-        grads = [p.grad for p in params]
-        momentum, weight_decay = group["momentum"], group["weight_decay"]
-        # p - gamma (g + lambda p) = p (1 - gamma lambda) - gamma g, with p before the update
-        decay = 1.0 - gamma * weight_decay
-        buffers = [self._momentum_buffer(p) for p in params] if momentum > 0 else []
-        if self.foreach:
-            if decay != 1.0:
-                torch._foreach_mul_(params, decay)
-            torch._foreach_add_(params, grads, alpha=-gamma)
-            if buffers:
-                torch._foreach_mul_(buffers, momentum)
-                torch._foreach_add_(buffers, grads, alpha=-gamma)
-                torch._foreach_add_(params, buffers, alpha=momentum)
-            return
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            if decay != 1.0:
-                p.mul_(decay)
-            p.add_(g, alpha=-gamma)
-            if buffers:
-                buffers[i].mul_(momentum).add_(g, alpha=-gamma)
-                p.add_(buffers[i], alpha=momentum)
-
-    def _momentum_buffer(self, p: torch.Tensor) -> torch.Tensor:
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state["momentum_buffer"]
-
-    # ------------------------------------------------------------------ the AOV schedule
 
     @torch.no_grad()
     def end_epoch(self) -> bool:
@@ -296,98 +222,46 @@ class AALIG(StepSizeRecord, Optimizer):
 
         Returns ``True`` when this epoch closed a section and the AOVs were updated.
         """
-        self._epoch += 1
-        seen = ~torch.isnan(self._epoch_loss)
-        count, total = torch.stack(
-            [seen.sum().to(self._dtype), torch.nansum(self._epoch_loss)]
-        ).tolist()
-        self.last_epoch_mean = total / count if count > 0 else None
-        if self.last_epoch_mean is not None:
-            mean = self.last_epoch_mean
-            better = seen & (self._ref_mean > mean)  # strictly lower: ties keep the earlier epoch
-            self._ref_loss = torch.where(better, self._epoch_loss, self._ref_loss)  # a copy
-            self._ref_mean.masked_fill_(better, mean)
-            self._best_mean = min(self._best_mean, mean)
-        self._epoch_loss.fill_(math.nan)
-
-        if self._epoch not in self._section_ends:
-            return False
-        self._update_aovs()
-        self._ref_mean.fill_(math.inf)
-        self._best_mean = math.inf
-        return True
-
-    def _update_aovs(self) -> None:
-        has_ref = torch.isfinite(self._ref_mean)
-        reference, aov = self._ref_loss, self._aov
-        not_reached = has_ref & (reference > aov)
-        reached = has_ref & ~not_reached
-        rise = (reference - aov) / 2
-        lowered = (aov - self._delta / 2).clamp_min(self.lower_bound)
-        self._delta = torch.where(not_reached, rise, self._delta)
-        self._aov = torch.where(not_reached, aov + rise, torch.where(reached, lowered, aov))
+        return self._schedule.end_epoch()
 
     # ------------------------------------------------------------------ state
 
-    def _aalig_state(self) -> dict[str, Any]:
-        return {
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict plus an ``"aalig"`` entry: the AOVs, epoch buffers and step record."""
+        state = super().state_dict()
+        state[_STATE_KEY] = {
             "version": _STATE_VERSION,
-            "n_samples": self.n_samples,
-            "epochs": self.epochs,
-            "sections": self.sections,
-            "lower_bound": self.lower_bound,
-            "eps": self.eps,
-            "section_ends": list(self._section_ends),
-            "epoch": self._epoch,
-            "best_mean": self._best_mean,
+            **self._schedule.state_dict(),
             "last_step_size": self.last_step_size,
             "last_step_capped": self.last_step_capped,
             "last_step_sizes": list(self.last_step_sizes),
-            "last_epoch_mean": self.last_epoch_mean,
-            **{name: getattr(self, f"_{name}").clone() for name in _BUFFERS},
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        """torch's state dict plus an ``"aalig"`` entry: AOVs, schedule and epoch buffers."""
-        state = super().state_dict()
-        state[_STATE_KEY] = self._aalig_state()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state saved by :meth:`state_dict`; its schedule and sample count win."""
+        """Load a state saved by :meth:`state_dict`; its hyperparameters win, as torch's do."""
         state_dict = dict(state_dict)
         saved = state_dict.pop(_STATE_KEY, None)
         if not isinstance(saved, dict):
             raise InvalidHyperparameterError(
                 f"state_dict has no {_STATE_KEY!r} entry: it was not saved by AALIG"
             )
-        n_samples = validation.positive_int("n_samples", saved["n_samples"])
-        like = {"device": self._device, "dtype": self._dtype}
-        buffers = {}
-        for name in _BUFFERS:
-            value = torch.as_tensor(saved[name])
-            if tuple(value.shape) != (n_samples,):
-                raise InvalidHyperparameterError(
-                    f"state_dict[{_STATE_KEY!r}][{name!r}] must have shape ({n_samples},), "
-                    f"got {tuple(value.shape)}"
-                )
-            buffers[name] = value.to(**like, copy=True)
-        epochs = validation.positive_int("epochs", saved["epochs"])
-        sections = validation.positive_int("sections", saved["sections"])
+        if saved.get("version") != _STATE_VERSION:
+            raise InvalidHyperparameterError(
+                f"state_dict[{_STATE_KEY!r}] has version {saved.get('version')!r}; this AALIG "
+                f"loads version {_STATE_VERSION}"
+            )
+        group = state_dict["param_groups"][0]
+        for name, check in SHARED.items():
+            check(name, group[name])
+        schedule = self._new_schedule(group)
+        schedule.load_state_dict(saved, f"state_dict[{_STATE_KEY!r}]")
         super().load_state_dict(state_dict)
 
-        self.n_samples, self.epochs, self.sections = n_samples, epochs, sections
-        self.lower_bound = validation.finite("lower_bound", saved["lower_bound"])
-        self.eps = validation.non_negative("eps", saved["eps"])
-        self._section_ends = tuple(int(e) for e in saved["section_ends"])
-        self._epoch = int(saved["epoch"])
-        self._best_mean = float(saved["best_mean"])
+        self._schedule = schedule
         self.last_step_size = saved["last_step_size"]
         self.last_step_capped = bool(saved["last_step_capped"])
         self.last_step_sizes = list(saved["last_step_sizes"])
-        self.last_epoch_mean = saved["last_epoch_mean"]
-        for name, value in buffers.items():
-            setattr(self, f"_{name}", value)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

@@ -17,6 +17,9 @@ Departures from Algorithm 1 of the paper, all following the authors' released co
 - ``max(gamma, 0)`` is added so a loss below zero (e.g. a shifted objective) is never an ascent;
 - the projection is applied once after the whole step and once at construction, so the first
   iterate is feasible as the algorithm requires.
+
+See docs/algorithms.md, section ALI-G; :class:`optim.reference.alig.AliGReference` is the same
+step written plainly.
 """
 
 from collections.abc import Callable, Iterable
@@ -26,11 +29,19 @@ import torch
 from torch.optim import Optimizer
 
 from optim import validation
+from optim.capped_step_size import StepSizeRecord
 from optim.closure import loss_value, require_closure
-from optim.exceptions import InvalidHyperparameterError
+from optim.param_groups import (
+    all_params,
+    check_groups,
+    polyak_momentum_step,
+    shared,
+    with_dense_grad,
+)
 from optim.projection import global_norm, project_onto_ball
-from optim.step_sizes import StepSizeRecord
-from optim.tiling import tiles
+
+#: The hyperparameters a parameter group may override; ``radius`` and ``eps`` are shared.
+PER_GROUP = {"max_lr": validation.optional_positive, "momentum": validation.unit_interval}
 
 
 class AliG(StepSizeRecord, Optimizer):
@@ -42,8 +53,8 @@ class AliG(StepSizeRecord, Optimizer):
         momentum: Nesterov momentum coefficient μ in [0, 1).
         radius: radius r of the joint l2-ball constraint on all parameters; ``None`` = none.
         eps: δ > 0 (or 0 for the paper's exact toy examples) added to ``||g||^2``.
-        foreach: use the fused multi-tensor kernels (default); ``False`` is the per-tensor
-            reference implementation, kept for testing.
+        foreach: multi-tensor kernels (default) or one tensor at a time (see
+            :mod:`optim.param_groups`).
 
     After each ``step`` the step size actually used by the first group is ``last_step_size`` and
     ``last_step_capped`` says whether η capped it (``last_step_sizes`` has one per group).
@@ -59,33 +70,23 @@ class AliG(StepSizeRecord, Optimizer):
         *,
         foreach: bool = True,
     ) -> None:
-        max_lr = validation.optional_positive("max_lr", max_lr)
-        momentum = validation.unit_interval("momentum", momentum)
-        self.radius = validation.optional_positive("radius", radius)
-        self.eps = validation.non_negative("eps", eps)
+        defaults = {
+            "max_lr": validation.optional_positive("max_lr", max_lr),
+            "momentum": validation.unit_interval("momentum", momentum),
+            "radius": validation.optional_positive("radius", radius),
+            "eps": validation.non_negative("eps", eps),
+        }
         self.foreach = bool(foreach)
-        super().__init__(params, {"max_lr": max_lr, "momentum": momentum})
-        for group in self.param_groups:  # groups may override the defaults: check them too
-            validation.optional_positive("max_lr", group["max_lr"])
-            validation.unit_interval("momentum", group["momentum"])
-        self.last_step_size: float | None = None
-        self.last_step_capped: bool = False
-        self.last_step_sizes: list[float] = []
+        super().__init__(params, defaults)
+        check_groups(self, PER_GROUP)
+        self._clear_step_sizes()
         self.project()
 
-    def _all_params(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"]]
-
     def project(self) -> None:
-        """Project all parameters jointly onto the l2 ball of radius ``self.radius`` (if any)."""
-        if self.radius is not None:
-            project_onto_ball(self._all_params(), self.radius, foreach=self.foreach)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.__dict__.setdefault("last_step_size", None)
-        self.__dict__.setdefault("last_step_capped", False)
-        self.__dict__.setdefault("last_step_sizes", [])
+        """Project all parameters jointly onto the l2 ball of radius ``radius`` (if any)."""
+        radius = shared(self, "radius")
+        if radius is not None:
+            project_onto_ball(all_params(self), radius, foreach=self.foreach)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
@@ -95,44 +96,13 @@ class AliG(StepSizeRecord, Optimizer):
         """
         loss = require_closure(closure, "AliG", "the mini-batch loss")
         value = loss_value(loss, "AliG")
-        grads = [p.grad for p in self._all_params() if p.grad is not None]
-        if any(g.is_sparse for g in grads):
-            raise InvalidHyperparameterError("AliG does not support sparse gradients")
+        grads = [p.grad for p in with_dense_grad(self, "AliG")]
         g2 = float(global_norm(grads, foreach=self.foreach)) ** 2 if grads else 0.0
-        denominator = g2 + self.eps
+        denominator = g2 + shared(self, "eps")
         # 0/0 (zero loss at a stationary point with eps = 0) means "no step", not NaN.
         uncapped = value / denominator if denominator > 0 else 0.0
 
         for group, gamma in zip(self.param_groups, self._capped_step_sizes(uncapped), strict=True):
-            self._update_group(group, gamma)
+            polyak_momentum_step(self, group, gamma, foreach=self.foreach)
         self.project()
         return loss
-
-    def _update_group(self, group: dict[str, Any], gamma: float) -> None:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            return
-        grads = [p.grad for p in params]
-        momentum = group["momentum"]
-        buffers = [self._momentum_buffer(p) for p in params] if momentum > 0 else []
-        if self.foreach:
-            if not buffers:
-                torch._foreach_add_(params, grads, alpha=-gamma)
-                return
-            for p_tile, g_tile, v_tile in tiles(params, grads, buffers):
-                torch._foreach_add_(p_tile, g_tile, alpha=-gamma)
-                torch._foreach_mul_(v_tile, momentum)
-                torch._foreach_add_(v_tile, g_tile, alpha=-gamma)
-                torch._foreach_add_(p_tile, v_tile, alpha=momentum)
-            return
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            p.add_(g, alpha=-gamma)
-            if buffers:
-                buffers[i].mul_(momentum).add_(g, alpha=-gamma)
-                p.add_(buffers[i], alpha=momentum)
-
-    def _momentum_buffer(self, p: torch.Tensor) -> torch.Tensor:
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state["momentum_buffer"]

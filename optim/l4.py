@@ -27,6 +27,9 @@ deep learning", NeurIPS 2018) and its released code:
   ``None`` at a step is skipped (its moments are not decayed), like ``torch.optim.Adam``;
 - ``fraction`` may differ per parameter group (each group gets its own ``eta_t``); the loss
   minimum, ``<v, g>`` and every other quantity are global.
+
+See docs/algorithms.md, section L4; :class:`optim.reference.l4.L4Reference` is the same step
+written plainly.
 """
 
 from collections.abc import Callable, Iterable
@@ -36,12 +39,17 @@ import torch
 from torch.optim import Optimizer
 
 from optim import validation
+from optim.capped_step_size import StepSizeRecord
 from optim.closure import loss_value, require_closure
 from optim.exceptions import InvalidHyperparameterError
+from optim.param_groups import check_groups, descend, shared, with_dense_grad, zeros_state
 from optim.projection import global_norm
 
 #: The base directions L4 can rescale.
 DIRECTIONS = ("momentum", "adam")
+
+#: The hyperparameters a parameter group may override; all the others are shared.
+PER_GROUP = {"fraction": validation.positive}
 
 # Keys of the optimizer-wide scalar state, kept in ``self.state`` of the first parameter so that
 # ``state_dict()`` / ``load_state_dict()`` carry them.
@@ -49,7 +57,7 @@ _STEP_KEY = "l4_step"
 _MIN_LOSS_KEY = "l4_min_loss"
 
 
-class L4(Optimizer):
+class L4(StepSizeRecord, Optimizer):
     """L4 step-size adaptation on top of a momentum (L4Mom) or Adam (L4Adam) direction.
 
     Args:
@@ -63,8 +71,8 @@ class L4(Optimizer):
         beta2: in [0, 1), decay of the squared-gradient average (``"adam"`` only).
         adam_eps: > 0, added to the Adam denominator.
         eps: >= 0, added to ``<v, g>``.
-        foreach: use the fused multi-tensor kernels (default); ``False`` is the per-tensor
-            reference implementation, kept for testing.
+        foreach: multi-tensor kernels (default) or one tensor at a time (see
+            :mod:`optim.param_groups`).
 
     After each ``step`` the step size ``eta_t`` of the first group is ``last_step_size``
     (``last_step_sizes`` has one per group), ``last_step_capped`` is always ``False`` (L4 has no
@@ -92,33 +100,31 @@ class L4(Optimizer):
                 f"direction must be one of {', '.join(repr(d) for d in DIRECTIONS)}, "
                 f"got {direction!r}"
             )
-        self.direction = direction
-        fraction = validation.positive("fraction", fraction)
-        self.gamma_l = validation.unit_interval("gamma_l", gamma_l, closed_right=True)
-        self.init_factor = validation.unit_interval("init_factor", init_factor, closed_right=True)
-        self.forget_time = validation.positive("forget_time", forget_time)
-        self.beta1 = validation.unit_interval("beta1", beta1)
-        self.beta2 = validation.unit_interval("beta2", beta2)
-        self.adam_eps = validation.positive("adam_eps", adam_eps)
-        self.eps = validation.non_negative("eps", eps)
+        defaults = {
+            "fraction": validation.positive("fraction", fraction),
+            "direction": direction,
+            "gamma_l": validation.unit_interval("gamma_l", gamma_l, closed_right=True),
+            "init_factor": validation.unit_interval("init_factor", init_factor, closed_right=True),
+            "forget_time": validation.positive("forget_time", forget_time),
+            "beta1": validation.unit_interval("beta1", beta1),
+            "beta2": validation.unit_interval("beta2", beta2),
+            "adam_eps": validation.positive("adam_eps", adam_eps),
+            "eps": validation.non_negative("eps", eps),
+        }
         self.foreach = bool(foreach)
-        super().__init__(params, {"fraction": fraction})
-        for group in self.param_groups:  # groups may override the default: check them too
-            validation.positive("fraction", group["fraction"])
-        self.last_step_size: float | None = None
-        self.last_step_capped: bool = False
-        self.last_step_sizes: list[float] = []
+        super().__init__(params, defaults)
+        check_groups(self, PER_GROUP)
+        self._clear_step_sizes()
         self.last_min_loss: float | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self.__dict__.setdefault("last_step_size", None)
-        self.__dict__.setdefault("last_step_capped", False)
-        self.__dict__.setdefault("last_step_sizes", [])
         self.__dict__.setdefault("last_min_loss", None)
 
-    def _all_params(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"]]
+    @property
+    def direction(self) -> str:
+        """The base direction: ``"momentum"`` (L4Mom) or ``"adam"`` (L4Adam)."""
+        return shared(self, "direction")
 
     def _global_state(self) -> dict[str, Any]:
         """The optimizer-wide scalars, stored in the state of the first parameter."""
@@ -151,74 +157,66 @@ class L4(Optimizer):
         """
         loss = require_closure(closure, "L4", "the mini-batch loss")
         value = loss_value(loss, "L4")
-        params = [p for p in self._all_params() if p.grad is not None]
-        if any(p.grad.is_sparse for p in params):
-            raise InvalidHyperparameterError("L4 does not support sparse gradients")
+        params = with_dense_grad(self, "L4")
         if not params:  # nothing to move: leave the state untouched
-            self.last_step_sizes = [0.0] * len(self.param_groups)
-            self.last_step_size, self.last_step_capped = 0.0, False
+            self._record_no_step()
             return loss
 
+        hyper = self.param_groups[0]  # the shared hyperparameters, the same in every group
         state = self._global_state()
         t = state[_STEP_KEY] + 1
         previous = state[_MIN_LOSS_KEY]
-        min_loss = self.init_factor * value if previous is None else min(float(previous), value)
+        min_loss = hyper["init_factor"] * value if previous is None else min(float(previous), value)
 
         self._update_moments(params)
-        bias1 = 1.0 - self.beta1**t
-        bias2 = 1.0 - self.beta2**t
+        bias1 = 1.0 - hyper["beta1"] ** t
+        bias2 = 1.0 - hyper["beta2"] ** t
         if self.foreach:
             directions, dot = self._direction_foreach(params, bias1, bias2)
         else:
-            directions, dot = self._direction_reference(params, bias1, bias2)
+            directions, dot = self._direction_per_tensor(params, bias1, bias2)
 
-        denominator = dot + self.eps
-        gap = value - self.gamma_l * min_loss
+        denominator = dot + hyper["eps"]
+        gap = value - hyper["gamma_l"] * min_loss
         position = {id(p): i for i, p in enumerate(params)}
-        self.last_step_sizes = []
-        for index, group in enumerate(self.param_groups):
+        etas = []
+        for group in self.param_groups:
             # 0/0 (no gradient signal and eps = 0) means "no step"; a NaN still propagates.
             eta = 0.0 if denominator == 0.0 else group["fraction"] * gap / denominator
             eta = max(eta, 0.0)
-            self.last_step_sizes.append(eta)
-            if index == 0:
-                self.last_step_size = eta
+            etas.append(eta)
             chosen = [position[id(p)] for p in group["params"] if id(p) in position]
-            self._apply([params[i] for i in chosen], [directions[i] for i in chosen], eta)
-        self.last_step_capped = False
+            if chosen and eta != 0.0:
+                moved = [params[i] for i in chosen]
+                descend(moved, [directions[i] for i in chosen], eta, foreach=self.foreach)
+        self._record_step_sizes(etas, False)
         self.last_min_loss = min_loss
         state[_STEP_KEY] = t
-        state[_MIN_LOSS_KEY] = min_loss * (1.0 + 1.0 / self.forget_time)
+        state[_MIN_LOSS_KEY] = min_loss * (1.0 + 1.0 / hyper["forget_time"])
         return loss
 
-    def _moments(self, p: torch.Tensor) -> dict[str, Any]:
-        state = self.state[p]
-        if "exp_avg" not in state:
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        if self.direction == "adam" and "exp_avg_sq" not in state:
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
-
     def _update_moments(self, params: list[torch.Tensor]) -> None:
-        states = [self._moments(p) for p in params]
+        """``m <- beta1 m + (1 - beta1) ∇`` and, for Adam, ``s <- beta2 s + (1 - beta2) ∇²``."""
+        hyper = self.param_groups[0]  # the shared hyperparameters
+        adam = self.direction == "adam"
         grads = [p.grad for p in params]
-        exp_avgs = [s["exp_avg"] for s in states]
+        exp_avgs = [zeros_state(self, p, "exp_avg") for p in params]
+        exp_avg_sqs = [zeros_state(self, p, "exp_avg_sq") for p in params] if adam else []
         if self.foreach:
-            torch._foreach_lerp_(exp_avgs, grads, 1.0 - self.beta1)
-            if self.direction == "adam":
-                exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-                torch._foreach_mul_(exp_avg_sqs, self.beta2)
-                torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - self.beta2)
+            torch._foreach_lerp_(exp_avgs, grads, 1.0 - hyper["beta1"])
+            if adam:
+                torch._foreach_mul_(exp_avg_sqs, hyper["beta2"])
+                torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - hyper["beta2"])
             return
-        for s, g in zip(states, grads, strict=True):
-            s["exp_avg"].lerp_(g, 1.0 - self.beta1)
-            if self.direction == "adam":
-                s["exp_avg_sq"].mul_(self.beta2).addcmul_(g, g, value=1.0 - self.beta2)
+        for i, g in enumerate(grads):
+            exp_avgs[i].lerp_(g, 1.0 - hyper["beta1"])
+            if adam:
+                exp_avg_sqs[i].mul_(hyper["beta2"]).addcmul_(g, g, value=1.0 - hyper["beta2"])
 
     def _direction_foreach(
         self, params: list[torch.Tensor], bias1: float, bias2: float
     ) -> tuple[list[torch.Tensor], float]:
-        """The directions ``v_p`` and ``<v, g>``, with fused kernels.
+        """The directions ``v_p`` and ``<v, g>``, with multi-tensor kernels.
 
         ``<v, g>`` is a squared global norm: ``||m||^2 / bias1^2`` for momentum and
         ``||m / sqrt(denom)||^2 / bias1^2`` for Adam, where ``g = m / bias1`` and
@@ -232,17 +230,17 @@ class L4(Optimizer):
         exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
         denoms = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(denoms, bias2**0.5)
-        torch._foreach_add_(denoms, self.adam_eps)
+        torch._foreach_add_(denoms, shared(self, "adam_eps"))
         scaled = torch._foreach_div(exp_avgs, torch._foreach_sqrt(denoms))
         dot = float(global_norm(scaled, foreach=True)) ** 2 / bias1**2
         directions = torch._foreach_div(exp_avgs, denoms)
         torch._foreach_div_(directions, bias1)
         return directions, dot
 
-    def _direction_reference(
+    def _direction_per_tensor(
         self, params: list[torch.Tensor], bias1: float, bias2: float
     ) -> tuple[list[torch.Tensor], float]:
-        """The directions ``v_p`` and ``<v, g>``, per tensor, straight from the formulas."""
+        """The directions ``v_p`` and ``<v, g>``, one tensor at a time, from the formulas."""
         directions: list[torch.Tensor] = []
         device = params[0].device
         dot = torch.zeros((), dtype=params[0].dtype, device=device)
@@ -253,21 +251,10 @@ class L4(Optimizer):
                 v = g_hat
             else:
                 s_hat = state["exp_avg_sq"] / bias2
-                v = g_hat / (s_hat.sqrt() + self.adam_eps)
+                v = g_hat / (s_hat.sqrt() + shared(self, "adam_eps"))
             directions.append(v)
             dot = dot + (v * g_hat).sum().to(device)
         return directions, float(dot)
-
-    def _apply(
-        self, params: list[torch.Tensor], directions: list[torch.Tensor], eta: float
-    ) -> None:
-        if not params or eta == 0.0:
-            return
-        if self.foreach:
-            torch._foreach_add_(params, directions, alpha=-eta)
-            return
-        for p, v in zip(params, directions, strict=True):
-            p.add_(v, alpha=-eta)
 
 
 class L4Mom(L4):

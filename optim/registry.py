@@ -17,19 +17,19 @@ is a fair axis for all of them.
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from optim import validation
 from optim.aalig import AALIG
 from optim.alig import AliG
+from optim.closure import ClosureKind
 from optim.exceptions import InvalidHyperparameterError, UnknownOptimizerError
 from optim.l4 import L4
 from optim.projection import project_onto_ball
 from optim.sps import SPS
 
-ClosureKind = Literal["none", "loss", "per-sample"]
 Check = Callable[[str, Any], Any]
 
 
@@ -44,11 +44,11 @@ class Option:
 
 @dataclass(frozen=True)
 class OptimizerInfo:
-    """What the rest of the service needs to know about one registered optimizer."""
+    """How to build and step one registered optimizer. What a study may say about it (its
+    description, what η means, its options as a schema) is the torch-free catalog's,
+    ``studies.catalog.optimizers``, under the same name; a test keeps the two in step."""
 
     name: str
-    description: str
-    eta_meaning: Literal["max_lr", "fraction", "lr"]
     closure: ClosureKind
     factory: Callable[..., torch.optim.Optimizer] = field(repr=False)
     options: Mapping[str, Option] = field(default_factory=dict)
@@ -121,8 +121,6 @@ def _l4(direction: str) -> Callable[..., torch.optim.Optimizer]:
 _ENTRIES = [
     OptimizerInfo(
         "alig",
-        "ALI-G (Berrada et al. 2020); eta = maximal learning rate, null = ALI-G∞",
-        "max_lr",
         "loss",
         lambda params, eta, radius=None, **o: AliG(params, max_lr=eta, radius=radius, **o),
         {"momentum": _MOMENTUM, "eps": Option(1e-5, validation.non_negative, "δ in L/(‖g‖²+δ)")},
@@ -132,8 +130,6 @@ _ENTRIES = [
     ),
     OptimizerInfo(
         "aalig",
-        "Adaptive ALI-G with per-sample approximate optimal values; eta = maximal learning rate",
-        "max_lr",
         "per-sample",
         lambda params, eta, **o: AALIG(params, max_lr=eta, **o),
         {
@@ -150,56 +146,42 @@ _ENTRIES = [
     ),
     OptimizerInfo(
         "sgd",
-        "SGD (torch.optim.SGD); eta = learning rate",
-        "lr",
         "none",
         _torch_sgd,
         {"momentum": _MOMENTUM, "weight_decay": _WEIGHT_DECAY},
     ),
     OptimizerInfo(
         "sgd-nesterov",
-        "SGD with Nesterov momentum 0.9 (torch.optim.SGD); eta = learning rate",
-        "lr",
         "none",
         _torch_sgd_nesterov,
         {"momentum": _NESTEROV_MOMENTUM, "weight_decay": _WEIGHT_DECAY},
     ),
     OptimizerInfo(
         "adam",
-        "Adam (torch.optim.Adam); eta = learning rate",
-        "lr",
         "none",
         lambda params, eta, **o: torch.optim.Adam(params, lr=eta, **o),
         _ADAM,
     ),
     OptimizerInfo(
         "adamw",
-        "AdamW (torch.optim.AdamW); eta = learning rate",
-        "lr",
         "none",
         lambda params, eta, **o: torch.optim.AdamW(params, lr=eta, **o),
         {**_ADAM, "weight_decay": Option(1e-2, validation.non_negative, "decoupled decay")},
     ),
     OptimizerInfo(
         "amsgrad",
-        "AMSGrad (torch.optim.Adam, amsgrad=True); eta = learning rate",
-        "lr",
         "none",
         _torch_amsgrad,
         _ADAM,
     ),
     OptimizerInfo(
         "adagrad",
-        "Adagrad (torch.optim.Adagrad); eta = learning rate",
-        "lr",
         "none",
         lambda params, eta, **o: torch.optim.Adagrad(params, lr=eta, **o),
         {"weight_decay": _WEIGHT_DECAY, "eps": Option(1e-10, validation.positive, "eps")},
     ),
     OptimizerInfo(
         "rmsprop",
-        "RMSProp (torch.optim.RMSprop); eta = learning rate",
-        "lr",
         "none",
         lambda params, eta, **o: torch.optim.RMSprop(params, lr=eta, **o),
         {
@@ -212,8 +194,6 @@ _ENTRIES = [
     ),
     OptimizerInfo(
         "sps",
-        "SPS_max (Loizou et al. 2021), c = 0.5; eta = maximal learning rate",
-        "max_lr",
         "loss",
         lambda params, eta, **o: SPS(params, max_lr=eta, **o),
         {
@@ -224,8 +204,6 @@ _ENTRIES = [
     ),
     OptimizerInfo(
         "l4mom",
-        "L4 with a momentum direction (Rolinek & Martius 2018); eta = fraction α",
-        "fraction",
         "loss",
         _l4("momentum"),
         {},
@@ -233,8 +211,6 @@ _ENTRIES = [
     ),
     OptimizerInfo(
         "l4adam",
-        "L4 with an Adam direction (Rolinek & Martius 2018); eta = fraction α",
-        "fraction",
         "loss",
         _l4("adam"),
         {},

@@ -22,6 +22,9 @@ Step-size for SGD: An Adaptive Learning Rate for Fast Convergence", AISTATS 2021
 - only the constant cap ``gamma_b = max_lr`` is implemented, not the smoothed cap variant;
 - one ``f*`` for every mini-batch (the paper allows a per-sample ``f_i^*``; 0 is exact for
   non-negative losses that can interpolate).
+
+See docs/algorithms.md, section SPS; :class:`optim.reference.sps.SPSReference` is the same step
+written plainly.
 """
 
 from collections.abc import Callable, Iterable
@@ -31,13 +34,16 @@ import torch
 from torch.optim import Optimizer
 
 from optim import validation
+from optim.capped_step_size import StepSizeRecord
 from optim.closure import loss_value, require_closure
-from optim.exceptions import InvalidHyperparameterError
+from optim.param_groups import check_groups, descend, shared, with_dense_grad, with_grad
 from optim.projection import global_norm
-from optim.step_sizes import StepSizeRecord
 
 #: No step is taken when the global gradient norm is below this value.
 GRAD_NORM_THRESHOLD = 1e-8
+
+#: The hyperparameters a parameter group may override; ``c``, ``f_star`` and ``eps`` are shared.
+PER_GROUP = {"max_lr": validation.positive}
 
 
 class SPS(StepSizeRecord, Optimizer):
@@ -49,8 +55,8 @@ class SPS(StepSizeRecord, Optimizer):
         c: the constant c > 0 of the Polyak step (0.5 in the paper's experiments).
         f_star: the lower bound f* on the mini-batch loss (0 for non-negative losses).
         eps: non-negative constant added to ``c ||g||^2``.
-        foreach: use the fused multi-tensor kernels (default); ``False`` is the per-tensor
-            reference implementation, kept for testing.
+        foreach: multi-tensor kernels (default) or one tensor at a time (see
+            :mod:`optim.param_groups`).
 
     After each ``step`` the step size used by the first group is ``last_step_size`` and
     ``last_step_capped`` says whether ``max_lr`` capped it (``last_step_sizes`` has one per
@@ -67,26 +73,16 @@ class SPS(StepSizeRecord, Optimizer):
         *,
         foreach: bool = True,
     ) -> None:
-        max_lr = validation.positive("max_lr", max_lr)
-        self.c = validation.positive("c", c)
-        self.f_star = validation.finite("f_star", f_star)
-        self.eps = validation.non_negative("eps", eps)
+        defaults = {
+            "max_lr": validation.positive("max_lr", max_lr),
+            "c": validation.positive("c", c),
+            "f_star": validation.finite("f_star", f_star),
+            "eps": validation.non_negative("eps", eps),
+        }
         self.foreach = bool(foreach)
-        super().__init__(params, {"max_lr": max_lr})
-        for group in self.param_groups:  # groups may override the default: check them too
-            validation.positive("max_lr", group["max_lr"])
-        self.last_step_size: float | None = None
-        self.last_step_capped: bool = False
-        self.last_step_sizes: list[float] = []
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.__dict__.setdefault("last_step_size", None)
-        self.__dict__.setdefault("last_step_capped", False)
-        self.__dict__.setdefault("last_step_sizes", [])
-
-    def _all_params(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"]]
+        super().__init__(params, defaults)
+        check_groups(self, PER_GROUP)
+        self._clear_step_sizes()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
@@ -96,28 +92,17 @@ class SPS(StepSizeRecord, Optimizer):
         """
         loss = require_closure(closure, "SPS", "the mini-batch loss")
         value = loss_value(loss, "SPS")
-        grads = [p.grad for p in self._all_params() if p.grad is not None]
-        if any(g.is_sparse for g in grads):
-            raise InvalidHyperparameterError("SPS does not support sparse gradients")
+        grads = [p.grad for p in with_dense_grad(self, "SPS")]
         grad_norm = float(global_norm(grads, foreach=self.foreach)) if grads else 0.0
 
         if grad_norm < GRAD_NORM_THRESHOLD:
-            self.last_step_sizes = [0.0] * len(self.param_groups)
-            self.last_step_size, self.last_step_capped = 0.0, False
+            self._record_no_step()
             return loss
 
-        uncapped = (value - self.f_star) / (self.c * grad_norm**2 + self.eps)
+        c, f_star, eps = (shared(self, name) for name in ("c", "f_star", "eps"))
+        uncapped = (value - f_star) / (c * grad_norm**2 + eps)
         for group, gamma in zip(self.param_groups, self._capped_step_sizes(uncapped), strict=True):
-            self._update_group(group, gamma)
+            params = with_grad(group["params"])
+            if params and gamma != 0.0:
+                descend(params, [p.grad for p in params], gamma, foreach=self.foreach)
         return loss
-
-    def _update_group(self, group: dict[str, Any], gamma: float) -> None:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params or gamma == 0.0:
-            return
-        grads = [p.grad for p in params]
-        if self.foreach:
-            torch._foreach_add_(params, grads, alpha=-gamma)
-            return
-        for p, g in zip(params, grads, strict=True):
-            p.add_(g, alpha=-gamma)

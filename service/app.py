@@ -16,9 +16,10 @@ from fastapi import Depends, FastAPI
 from service.dependencies import reject_nul_characters
 from service.exceptions import install_error_handlers
 from service.routers import analysis, catalog, pages, studies, trials
+from studies.lifecycle import Launcher
 from studies.settings import Settings
 from studies.store import Store
-from workers.launcher import Launcher, LocalRayHead, RayJobLauncher
+from workers.launcher import LocalRayHead, RayJobLauncher
 
 log = logging.getLogger("service")
 

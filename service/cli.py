@@ -38,6 +38,7 @@ from rich.progress import (
 from rich.table import Table
 
 from service.client import FINISHED, ApiClient, ApiError
+from service.models import Robustness, StudyOut, StudySummary
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IMAGE_SUFFIXES = {".png": "png", ".svg": "svg"}
@@ -118,58 +119,54 @@ def number(value: float | None, infinity: bool = False) -> str:
     return f"{value:.3g}"
 
 
-def robustness_table(data: Mapping[str, Any]) -> Table:
+def robustness_table(data: Robustness) -> Table:
     """The good-η table of a ``/robustness`` answer: one row per optimizer."""
     rule = (
-        f"threshold {number(data.get('threshold'))}"
-        if data.get("mode") == "absolute"
-        else f"tolerance {number(data.get('tolerance'))}"
+        f"threshold {number(data.threshold)}"
+        if data.mode == "absolute"
+        else f"tolerance {number(data.tolerance)}"
     )
-    better = "≥" if data.get("direction") == "maximize" else "≤"
+    better = "≥" if data.direction == "maximize" else "≤"
     table = Table(
-        title=f"good-η ranges ({data.get('metric')}, {data.get('direction')})",
-        caption=f"{rule}: good means {data.get('metric')} {better} {number(data.get('cutoff'))}",
+        title=f"good-η ranges ({data.metric}, {data.direction})",
+        caption=f"{rule}: good means {data.metric} {better} {number(data.cutoff)}",
     )
     for header in ("optimizer", "η low", "η high", "decades", "best η", "best value"):
         table.add_column(header, justify="left" if header == "optimizer" else "right")
-    for name, r in data.get("ranges", {}).items():
-        run_has_inf = bool(r.get("includes_infinity"))  # the run reaches ALI-G∞ (η = ∞)
-        best_is_inf = r.get("best_eta") is None and r.get("best_value") is not None
+    for name, r in data.ranges.items():
+        run_has_inf = r.includes_infinity  # the run reaches ALI-G∞ (η = ∞)
+        best_is_inf = r.best_eta is None and r.best_value is not None
         table.add_row(
             name,
-            number(r.get("eta_low"), infinity=run_has_inf and r.get("eta_low") is None),
-            number(r.get("eta_high"), infinity=run_has_inf),
-            number(r.get("decades"), infinity=run_has_inf and r.get("eta_low") is not None),
-            number(r.get("best_eta"), infinity=best_is_inf),
-            number(r.get("best_value")),
+            number(r.eta_low, infinity=run_has_inf and r.eta_low is None),
+            number(r.eta_high, infinity=run_has_inf),
+            number(r.decades, infinity=run_has_inf and r.eta_low is not None),
+            number(r.best_eta, infinity=best_is_inf),
+            number(r.best_value),
         )
     return table
 
 
-def summary(study: Mapping[str, Any]) -> str:
+def summary(study: StudySummary) -> str:
     """One line on a study: its status and trial counts (and its error, if any)."""
-    p = study.get("progress") or {}
+    p = study.progress
     line = (
-        f"study {study['id']} ({study.get('name')}) {study['status']}: "
-        f"{p.get('done', 0)}/{p.get('total', 0)} trials finished, "
-        f"{p.get('diverged', 0)} diverged, {p.get('failed', 0)} failed"
+        f"study {study.id} ({study.name}) {study.status}: "
+        f"{p.done}/{p.total} trials finished, {p.diverged} diverged, {p.failed} failed"
     )
-    if study.get("error"):
-        line += f" — {study['error']}"
+    if study.error:
+        line += f" — {study.error}"
     return line
 
 
-def _bar_fields(study: Mapping[str, Any]) -> dict[str, Any]:
+def _bar_fields(study: StudySummary) -> dict[str, Any]:
     """The progress bar's description, total, completed count and counts column."""
-    p = study.get("progress") or {}
+    p = study.progress
     return {
-        "description": f"{escape(str(study.get('name')))} [bold]{study['status']}[/bold]",
-        "total": p.get("total") or None,  # None: an indeterminate bar (a search still sampling)
-        "completed": p.get("done", 0),
-        "counts": (
-            f"running {p.get('running', 0)} · diverged {p.get('diverged', 0)}"
-            f" · failed {p.get('failed', 0)}"
-        ),
+        "description": f"{escape(str(study.name))} [bold]{study.status}[/bold]",
+        "total": p.total or None,  # None: an indeterminate bar (a search still sampling)
+        "completed": p.done,
+        "counts": f"running {p.running} · diverged {p.diverged} · failed {p.failed}",
     }
 
 
@@ -179,7 +176,7 @@ def follow(
     out: Console,
     interval: float = 1.0,
     timeout: float | None = None,
-) -> dict:
+) -> StudyOut:
     """Show a live progress bar of the study until it is finished; return the last state.
 
     Raises :class:`ApiError` from the client, and ``TimeoutError`` when ``timeout`` seconds
@@ -196,15 +193,15 @@ def follow(
     )
     updates = client.watch(study_id, interval)  # ends with the first finished state
     study = next(updates)  # errors (unknown id, no service) before any bar
-    if study["status"] in FINISHED:
+    if study.status in FINISHED:
         return study
     with Progress(*columns, console=out) as progress:
         bar = progress.add_task(**_bar_fields(study))
         for study in updates:
             progress.update(bar, **_bar_fields(study))
             late = deadline is not None and time.monotonic() > deadline
-            if late and study["status"] not in FINISHED:
-                state = study["status"]
+            if late and study.status not in FINISHED:
+                state = study.status
                 raise TimeoutError(f"study {study_id} is still {state} after {timeout:g} s")
     return study
 
@@ -331,11 +328,11 @@ def submit(
                 preset=preset, overrides=overrides, idempotency_key=idempotency_key
             )
     say(
-        f"Submitted study {created.get('name')!r} ({created.get('n_trials')} trials, "
-        f"{created['status']}); follow it with: sensitivity status {created['id']}",
+        f"Submitted study {created.name!r} ({created.n_trials} trials, "
+        f"{created.status}); follow it with: sensitivity status {created.id}",
         to=err_console,
     )
-    say(created["id"])
+    say(created.id)
 
 
 @app.command()
@@ -362,9 +359,9 @@ def status(
                 raise fail(str(error)) from None
         else:
             study = client.get_study(study_id)
-    style = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(study["status"])
+    style = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(study.status)
     say(summary(study), style)
-    if study["status"] == "failed":
+    if study.status == "failed":
         raise typer.Exit(1)
 
 
@@ -418,6 +415,7 @@ def heatmap(
             study_id, format=fmt, metric=metric, direction=direction, batch_size=batch_size,
             radius=radius, weight_decay=weight_decay, axes=_axes(axis),
         )  # fmt: skip
+    assert isinstance(image, bytes)  # format png or svg: the image itself
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(image)
     say(str(output))
@@ -463,6 +461,7 @@ def export(
     """Export one CSV row per trial (axes, status, final objective, last metrics)."""
     with api(ctx) as client:
         text = client.export(study_id)
+    assert isinstance(text, str)  # format csv: the text
     if output is None:
         sys.stdout.write(text)
         return
@@ -519,11 +518,11 @@ def list_(
     table = Table(title="studies")
     for header in ("id", "name", "task", "status", "done", "created"):
         table.add_column(header, no_wrap=header == "id")
-    for study in page["items"]:
-        p = study.get("progress") or {}
+    for study in page.items:
+        p = study.progress
         table.add_row(
-            study["id"], study.get("name") or "", study.get("task") or "", study["status"],
-            f"{p.get('done', 0)}/{p.get('total', 0)}", (study.get("created_at") or "")[:19],
+            study.id, study.name or "", study.task or "", study.status, f"{p.done}/{p.total}",
+            study.created_at.isoformat()[:19],
         )  # fmt: skip
     console.print(table)
 

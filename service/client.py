@@ -1,13 +1,16 @@
 """An HTTP client for the service's REST API (what the CLI and the demo talk through).
 
 ``ApiClient(base_url, token=None, timeout=30)`` has one method per endpoint and returns the
-decoded JSON (``dict``), the image bytes (``heatmap(format="png"|"svg")``) or the CSV text
-(``export()``). Every failure raises :class:`ApiError`, the module's one exception:
+route's response model (:mod:`service.models`, the same classes the server answers with:
+``get_study(id) -> StudyOut``, ``robustness(id) -> Robustness``…), the image bytes
+(``heatmap(format="png"|"svg")``) or the CSV text (``export()``). Every failure raises
+:class:`ApiError`, the module's one exception:
 
 - an HTTP error (4xx/5xx): ``status`` is the HTTP status and ``detail`` the server's own message
   (the ``detail`` of its JSON body, which names the offending field or resource);
 - no HTTP answer at all (nothing listens at the URL, a timeout, a broken connection, a bad URL):
-  ``status`` is ``None`` and ``detail`` says what happened and where.
+  ``status`` is ``None`` and ``detail`` says what happened and where (so too for an answer
+  that is not the route's model: a server of another version).
 
 The token, when given, is sent as ``Authorization: Bearer <token>`` on every request (the
 service checks it on mutating requests only). The client keeps one connection pool: close it
@@ -18,15 +21,34 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from service.models import (
+    ExportRow,
+    Health,
+    Heatmap,
+    Importance,
+    OptimizerList,
+    PresetList,
+    Robustness,
+    Sensitivity,
+    StudyOut,
+    StudyPage,
+    TaskList,
+    TrialOut,
+    TrialPage,
+    Tunability,
+)
 
 FINISHED = ("succeeded", "failed", "cancelled")  # a study in one of these will not change again
 # the slice/metric query parameters every analysis endpoint accepts (see routers/analysis.py)
 SELECTION_KEYS = ("metric", "direction", "batch_size", "radius", "weight_decay", "axes")
 ImageFormat = Literal["json", "png", "svg"]
+M = TypeVar("M")
 
 
 class ApiError(Exception):
@@ -73,6 +95,14 @@ def _selection_params(selection: Mapping[str, Any]) -> dict[str, Any]:
     if axes:
         params["axis"] = [f"{name}:{'none' if v is None else v}" for name, v in axes.items()]
     return params
+
+
+def _parse(model: Any, response: httpx.Response) -> Any:
+    try:
+        return TypeAdapter(model).validate_json(response.content)
+    except ValidationError as error:
+        url = response.request.url
+        raise ApiError(None, f"{url} answered an unexpected body: {error}") from None
 
 
 class ApiClient:
@@ -134,8 +164,9 @@ class ApiClient:
             raise ApiError(response.status_code, _detail(response))
         return response
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._request(method, path, **kwargs).json()
+    def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        """The answer of one request as ``model`` (an answer that is not: ApiError)."""
+        return _parse(model, self._request(method, path, **kwargs))
 
     @staticmethod
     def _study(study_id: str) -> str:
@@ -143,13 +174,21 @@ class ApiClient:
 
     # --- the service -------------------------------------------------------------------------
 
-    def health(self) -> dict:
+    def health(self) -> Health:
         """``GET /health``: database and Ray reachability (ApiError 503 when either is down)."""
-        return self._json("GET", "/health")
+        return self._model(Health, "GET", "/health")
 
-    def presets(self) -> dict:
+    def presets(self) -> PresetList:
         """``GET /presets``: the shipped presets with their specs."""
-        return self._json("GET", "/presets")
+        return self._model(PresetList, "GET", "/presets")
+
+    def tasks(self) -> TaskList:
+        """``GET /tasks``: every task with its metrics and its options' schema."""
+        return self._model(TaskList, "GET", "/tasks")
+
+    def optimizers(self) -> OptimizerList:
+        """``GET /optimizers``: every optimizer, what η means for it, its options."""
+        return self._model(OptimizerList, "GET", "/optimizers")
 
     # --- studies -----------------------------------------------------------------------------
 
@@ -160,7 +199,7 @@ class ApiClient:
         preset: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
-    ) -> dict:
+    ) -> StudyOut:
         """``POST /studies``: a spec, or a preset with overrides; the created study (``id``…).
 
         With the same ``idempotency_key`` and body the service returns the study it created
@@ -174,11 +213,11 @@ class ApiClient:
             dict(spec) if spec is not None else {"preset": preset, "overrides": overrides or {}}
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self._json("POST", "/studies", json_body=body, headers=headers)
+        return self._model(StudyOut, "POST", "/studies", json_body=body, headers=headers)
 
-    def get_study(self, study_id: str) -> dict:
+    def get_study(self, study_id: str) -> StudyOut:
         """``GET /studies/{id}``: spec, status, progress, timestamps, Ray job and dashboard."""
-        return self._json("GET", self._study(study_id))
+        return self._model(StudyOut, "GET", self._study(study_id))
 
     def list_studies(
         self,
@@ -188,46 +227,66 @@ class ApiClient:
         tag: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
-    ) -> dict:
+    ) -> StudyPage:
         """``GET /studies``: ``items`` newest first and ``next_cursor`` (``None`` at the end)."""
-        params = {"status": status, "task": task, "tag": tag, "limit": limit, "cursor": cursor}
-        return self._json(
-            "GET", "/studies", params={k: v for k, v in params.items() if v is not None}
-        )
+        params = _given(status=status, task=task, tag=tag, limit=limit, cursor=cursor)
+        return self._model(StudyPage, "GET", "/studies", params=params)
 
-    def cancel(self, study_id: str) -> dict:
+    def cancel(self, study_id: str) -> StudyOut:
         """``POST /studies/{id}/cancel`` (idempotent): the study, ``cancelled``."""
-        return self._json("POST", f"{self._study(study_id)}/cancel")
+        return self._model(StudyOut, "POST", f"{self._study(study_id)}/cancel")
 
-    def resume(self, study_id: str) -> dict:
+    def resume(self, study_id: str) -> StudyOut:
         """``POST /studies/{id}/resume``: re-launch an interrupted study's unfinished trials."""
-        return self._json("POST", f"{self._study(study_id)}/resume")
+        return self._model(StudyOut, "POST", f"{self._study(study_id)}/resume")
 
     def delete(self, study_id: str) -> None:
         """``DELETE /studies/{id}``: remove a finished study and its rows."""
         self._request("DELETE", self._study(study_id))
 
-    def watch(self, study_id: str, interval: float = 1.0) -> Iterator[dict]:
+    def watch(self, study_id: str, interval: float = 1.0) -> Iterator[StudyOut]:
         """Poll the study every ``interval`` seconds, yielding it each time; the last one
         yielded is finished (``succeeded``, ``failed`` or ``cancelled``)."""
         while True:
             study = self.get_study(study_id)
             yield study
-            if study["status"] in FINISHED:
+            if study.status in FINISHED:
                 return
             time.sleep(interval)
 
+    # --- trials ------------------------------------------------------------------------------
+
+    def trials(
+        self,
+        study_id: str,
+        *,
+        optimizer: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> TrialPage:
+        """``GET /studies/{id}/trials``: a page of trials in creation order."""
+        params = _given(optimizer=optimizer, status=status, limit=limit, cursor=cursor)
+        return self._model(TrialPage, "GET", f"{self._study(study_id)}/trials", params=params)
+
+    def trial(self, study_id: str, key: str) -> TrialOut:
+        """``GET /studies/{id}/trials/{key}``: one trial."""
+        path = f"{self._study(study_id)}/trials/{quote(key, safe='')}"
+        return self._model(TrialOut, "GET", path)
+
     # --- analysis ----------------------------------------------------------------------------
 
-    def heatmap(self, study_id: str, format: ImageFormat = "json", **selection: Any) -> Any:
-        """``GET /studies/{id}/heatmap``: the JSON (``dict``) or the PNG/SVG image (``bytes``).
+    def heatmap(
+        self, study_id: str, format: ImageFormat = "json", **selection: Any
+    ) -> Heatmap | bytes:
+        """``GET /studies/{id}/heatmap``: the :class:`Heatmap` or the PNG/SVG image (bytes).
 
         ``selection``: ``metric``, ``direction``, ``batch_size``, ``radius``, ``weight_decay``
         (a number or ``"none"``) and ``axes`` (``{name: value}`` for the other axes).
         """
         params = {**_selection_params(selection), "format": format}
         response = self._request("GET", f"{self._study(study_id)}/heatmap", params=params)
-        return response.json() if format == "json" else response.content
+        return _parse(Heatmap, response) if format == "json" else response.content
 
     def robustness(
         self,
@@ -236,11 +295,11 @@ class ApiClient:
         tolerance: float | None = None,
         threshold: float | None = None,
         **selection: Any,
-    ) -> dict:
+    ) -> Robustness:
         """``GET /studies/{id}/robustness``: per optimizer (``ranges``) the good-η range."""
         given = _given(tolerance=tolerance, threshold=threshold)
         params = {**_selection_params(selection), **given}
-        return self._json("GET", f"{self._study(study_id)}/robustness", params=params)
+        return self._model(Robustness, "GET", f"{self._study(study_id)}/robustness", params=params)
 
     def tunability(
         self,
@@ -249,10 +308,17 @@ class ApiClient:
         k_max: int | None = None,
         diverged: Literal["worst", "inf"] = "worst",
         **selection: Any,
-    ) -> dict:
+    ) -> Tunability:
         """``GET /studies/{id}/tunability``: expected best after k η draws, CPE per optimizer."""
         params = {**_selection_params(selection), "diverged": diverged, **_given(k_max=k_max)}
-        return self._json("GET", f"{self._study(study_id)}/tunability", params=params)
+        return self._model(Tunability, "GET", f"{self._study(study_id)}/tunability", params=params)
+
+    def sensitivity(self, study_id: str, **selection: Any) -> Sensitivity:
+        """``GET /studies/{id}/sensitivity``: per optimizer the metric against η."""
+        params = _selection_params(selection)
+        return self._model(
+            Sensitivity, "GET", f"{self._study(study_id)}/sensitivity", params=params
+        )
 
     def importance(
         self,
@@ -261,17 +327,19 @@ class ApiClient:
         optimizer: str | None = None,
         metric: str | None = None,
         direction: str | None = None,
-    ) -> dict:
+    ) -> Importance:
         """``GET /studies/{id}/importance``: the importance of each hyperparameter."""
         params = {
             **_selection_params({"metric": metric, "direction": direction}),
             **_given(optimizer=optimizer),
         }
-        return self._json("GET", f"{self._study(study_id)}/importance", params=params)
+        return self._model(Importance, "GET", f"{self._study(study_id)}/importance", params=params)
 
-    def export(self, study_id: str, format: Literal["csv", "json"] = "csv") -> Any:
-        """``GET /studies/{id}/export``: one row per trial, as CSV text or a list of dicts."""
+    def export(
+        self, study_id: str, format: Literal["csv", "json"] = "csv"
+    ) -> str | list[ExportRow]:
+        """``GET /studies/{id}/export``: one row per trial, as CSV text or ExportRow models."""
         response = self._request(
             "GET", f"{self._study(study_id)}/export", params={"format": format}
         )
-        return response.text if format == "csv" else response.json()
+        return response.text if format == "csv" else _parse(list[ExportRow], response)

@@ -154,23 +154,25 @@ def run_study(client: ApiClient, args: argparse.Namespace, base: str, submitted:
     """Submit the preset (its id goes into ``submitted``), follow it, print the good-η table,
     write the heatmap PNG and where to look; whether the study succeeded."""
     health = client.health()
-    dashboard = health.get("ray", {}).get("dashboard") or "(unknown)"
+    dashboard = health.ray.dashboard or "(unknown)"
     created = client.submit(preset=args.preset, overrides=args.overrides)
-    study_id = created["id"]
+    study_id = created.id
     submitted.append(study_id)
     console.print(
         f"Submitted the [bold]{args.preset}[/bold] study {study_id} "
-        f"({created.get('n_trials')} trials); Ray dashboard: {dashboard}"
+        f"({created.n_trials} trials); Ray dashboard: {dashboard}"
     )
     study = follow(client, study_id, console)
-    succeeded = study["status"] == "succeeded"
+    succeeded = study.status == "succeeded"
     console.print(summary(study), style="green" if succeeded else "red", markup=False)
     png = None
     if succeeded:
         console.print(robustness_table(client.robustness(study_id)))
         png = args.data_dir / f"{args.preset}-heatmap.png"
         png.parent.mkdir(parents=True, exist_ok=True)
-        png.write_bytes(client.heatmap(study_id, format="png"))
+        image = client.heatmap(study_id, format="png")
+        assert isinstance(image, bytes)  # format png: the image itself
+        png.write_bytes(image)
     where_to_look(base, dashboard, study_id, png)
     return succeeded
 
@@ -178,7 +180,7 @@ def run_study(client: ApiClient, args: argparse.Namespace, base: str, submitted:
 def cancel_unfinished(client: ApiClient, study_id: str) -> None:
     """Best effort on Ctrl-C: mark a still-running study cancelled (its trials stop with Ray)."""
     try:
-        if client.get_study(study_id)["status"] not in FINISHED:
+        if client.get_study(study_id).status not in FINISHED:
             client.cancel(study_id)
             console.print(f"Cancelled the unfinished study {study_id}.")
     except ApiError as error:

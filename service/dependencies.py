@@ -1,4 +1,5 @@
-"""Request dependencies: the store, the launcher, the settings and the token check."""
+"""Request dependencies: the store, the launcher, the lifecycle, the settings and the token
+check."""
 
 import hmac
 from collections.abc import Iterator
@@ -9,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from service.exceptions import NotAuthorized
 from studies.exceptions import InvalidQuery
+from studies.lifecycle import Launcher, StudyLifecycle
 from studies.settings import Settings
 from studies.store import Store
-from workers.launcher import Launcher
 
 
 def get_settings(request: Request) -> Settings:
@@ -24,6 +25,10 @@ def get_store(request: Request) -> Store:
 
 def get_launcher(request: Request) -> Launcher:
     return request.app.state.launcher
+
+
+def get_lifecycle(request: Request) -> StudyLifecycle:
+    return StudyLifecycle(request.app.state.store, request.app.state.launcher)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -50,6 +55,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LauncherDep = Annotated[Launcher, Depends(get_launcher)]
 SessionDep = Annotated[Session, Depends(get_session)]
+LifecycleDep = Annotated[StudyLifecycle, Depends(get_lifecycle)]
 
 
 def reject_nul_characters(request: Request) -> None:

@@ -5,11 +5,14 @@ produce a 500: domain errors are mapped here, request validation errors are refo
 their field paths, and anything else is a bug.
 """
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from optim.exceptions import OptimError
+from service.models import ErrorOut
 from studies.exceptions import (
     IdempotencyConflict,
     InvalidCursor,
@@ -59,6 +62,21 @@ def status_code_for(error: Exception) -> int:
         if isinstance(error, kind):
             return code
     raise LookupError(type(error).__name__)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that may answer ``codes`` (each in :data:`STATUS_CODES`;
+    422 is also every request validation error): ``{"detail": ...}`` bodies (ErrorOut), each
+    described by the errors that map to it."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        kinds = [kind.__name__ for kind, status in STATUS_CODES if status == code]
+        if not kinds:
+            raise LookupError(f"no error maps to HTTP {code}")
+        if code == 422:
+            kinds.insert(0, "request validation")
+        responses[code] = {"model": ErrorOut, "description": ", ".join(kinds)}
+    return responses
 
 
 async def _domain_error(request: Request, error: Exception) -> JSONResponse:

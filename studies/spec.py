@@ -14,12 +14,9 @@ names every offending field (``grid.eta[2]: must be > 0``); :func:`expand_grid` 
 into trial configs, deterministically, each with a stable key.
 """
 
-import hashlib
 import itertools
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -32,9 +29,10 @@ from pydantic import (
     model_validator,
 )
 
+from studies.catalog.optimizers import OPTIMIZERS, optimizer_info, validate_options
+from studies.catalog.tasks import TASKS
 from studies.exceptions import SpecError
-from studies.tasks import TASKS
-from studies.trial_config import TrialConfig
+from studies.trial import Trial, TrialConfig
 
 DEFAULT_MAX_TRIALS = 5_000
 
@@ -228,27 +226,6 @@ class StudySpec(_Strict):
         return [OptimizerEntry(name=o) if isinstance(o, str) else o for o in self.optimizers]
 
 
-@dataclass(frozen=True)
-class PlannedTrial:
-    """One trial of a study: its stable key, what to run, and its axis values."""
-
-    key: str
-    config: TrialConfig
-    optimizer: str  # the row label
-    eta: float | None
-    batch_size: int
-    radius: float | None
-    weight_decay: float | None
-    seed: int
-    extra_axes: dict[str, Any]
-
-
-def trial_key(axes: Mapping[str, Any]) -> str:
-    """A stable 16-hex key: the SHA-256 of the canonical JSON of the trial's defining values."""
-    canonical = json.dumps(axes, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
 def _field_message(field: str, message: object) -> str:
     """``field: message``, or ``field[i]: …`` when the message starts with an index."""
     text = str(message)
@@ -295,9 +272,6 @@ def parse_spec(
 
 def _check_semantics(spec: StudySpec) -> None:
     """What the schema cannot say: registry names, options, budget unit, mode."""
-    from optim.exceptions import OptimError
-    from optim.registry import OPTIMIZERS, optimizer_info, validate_options
-
     if spec.task not in TASKS:
         raise SpecError(f"task: unknown task {spec.task!r}; valid tasks: {', '.join(TASKS)}")
     task = TASKS[spec.task]
@@ -324,14 +298,10 @@ def _check_semantics(spec: StudySpec) -> None:
         rows.add(entry.row)
         info = optimizer_info(entry.name)
         fixed = dict(entry.options)
-        for reserved in sorted(set(fixed) & {*info.required_options, "weight_decay"}):
+        for reserved in sorted(set(fixed) & {*info.set_by_trial, "weight_decay"}):
             hint = " (use the grid's weight_decay axis)" if reserved == "weight_decay" else ""
             raise SpecError(f"{field}.options.{reserved}: set by the study, not an option{hint}")
-        try:
-            # required options (AALIG's n_samples, epochs) come from the task and budget
-            validate_options(entry.name, {**{k: 1 for k in info.required_options}, **fixed})
-        except OptimError as error:
-            raise SpecError(f"{field}.options: {error}") from None
+        validate_options(entry.name, fixed, field=f"{field}.options")
         if info.closure == "per-sample" and task.budget_unit != "epochs":
             raise SpecError(f"{field}: {entry.name} needs a task with an epoch budget")
         if entry.eta is not None:
@@ -362,8 +332,6 @@ def planned_trial_count(spec: StudySpec) -> int:
     grid (so an absurd grid is refused at once): a search runs ``n_trials`` per optimizer; a
     grid runs, per optimizer, its η values (``null`` only where accepted) × batch sizes × radii
     × weight decays (one for optimizers without decay) × swept task options × seeds."""
-    from optim.registry import optimizer_info
-
     if spec.search is not None:
         return spec.search.n_trials * len(spec.entries)
     grid = spec.grid
@@ -379,7 +347,7 @@ def planned_trial_count(spec: StudySpec) -> int:
         info = optimizer_info(entry.name)
         etas = _eta_values(entry.eta if entry.eta is not None else grid.eta)
         n_etas = sum(1 for eta in etas if eta is not None or info.eta_may_be_none)
-        decays = len(grid.weight_decay) if "weight_decay" in info.options else 1
+        decays = len(grid.weight_decay) if info.takes_weight_decay else 1
         total += n_etas * decays * shared
     return total
 
@@ -393,7 +361,7 @@ def _planned(
     weight_decay: float | None,
     seed: int,
     extra: dict[str, Any],
-) -> PlannedTrial:
+) -> Trial:
     """One trial: its config and its key (the hash of everything that defines the run)."""
     config = TrialConfig(
         task=spec.task,
@@ -411,11 +379,10 @@ def _planned(
         threads=max(1, int(spec.resources.cpu)),
         divergence_factor=spec.divergence_factor,
     )
-    key = trial_key({"row": entry.row, **config.model_dump(exclude={"threads"})})
-    return PlannedTrial(key, config, entry.row, eta, batch_size, radius, weight_decay, seed, extra)
+    return Trial.of(entry.row, config, extra)
 
 
-def search_trial(spec: StudySpec, entry_index: int, sample: Mapping[str, Any]) -> PlannedTrial:
+def search_trial(spec: StudySpec, entry_index: int, sample: Mapping[str, Any]) -> Trial:
     """The trial of a search study for one sampled point (``eta`` and optionally
     ``batch_size``, ``radius``, ``weight_decay``) of the optimizer ``spec.entries[entry_index]``.
     """
@@ -437,14 +404,12 @@ def search_trial(spec: StudySpec, entry_index: int, sample: Mapping[str, Any]) -
     )
 
 
-def expand_grid(spec: StudySpec, *, validate: bool = True) -> list[PlannedTrial]:
+def expand_grid(spec: StudySpec, *, validate: bool = True) -> list[Trial]:
     """Every trial of a grid study, in a deterministic order, each with its stable key.
 
     ``null`` in a shared η grid (ALI-G∞) applies only to optimizers that accept it; optimizers
     that take no weight decay run once with ``weight_decay = null`` whatever the decay axis.
     """
-    from optim.registry import optimizer_info
-
     if spec.grid is None:
         raise SpecError("grid: this study is a search study; it has no grid to expand")
     grid = spec.grid
@@ -452,7 +417,7 @@ def expand_grid(spec: StudySpec, *, validate: bool = True) -> list[PlannedTrial]
     batch_sizes = grid.batch_size or [task.default_batch_size]
     sweep_keys = sorted(grid.task_options)
     sweeps = list(itertools.product(*(grid.task_options[k] for k in sweep_keys)))
-    trials: list[PlannedTrial] = []
+    trials: list[Trial] = []
     seen: set[str] = set()
     for entry in spec.entries:
         info = optimizer_info(entry.name)
@@ -461,7 +426,7 @@ def expand_grid(spec: StudySpec, *, validate: bool = True) -> list[PlannedTrial]
             for eta in _eta_values(entry.eta if entry.eta is not None else grid.eta)
             if eta is not None or info.eta_may_be_none
         ]
-        decays = grid.weight_decay if "weight_decay" in info.options else [None]
+        decays = grid.weight_decay if info.takes_weight_decay else [None]
         for eta, batch_size, radius, decay, sweep, seed in itertools.product(
             etas, batch_sizes, grid.radius, decays, sweeps, grid.seed
         ):

@@ -16,8 +16,8 @@ import statistics
 
 import torch
 
-from optim import stepping
 from optim.bench import seconds_per_step
+from optim.closure import step_with_closure
 from optim.registry import build_optimizer, optimizer_info
 from workers.tasks.image_models import build_image_model
 from workers.trainer import run_trial
@@ -49,7 +49,7 @@ def resnet_steps_per_second(optimizer: str, eta: float, steps: int, device: str)
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         loss.backward()
-        stepping.step(opt, kind, loss)
+        step_with_closure(opt, kind, loss)
 
     step()  # warm-up: buffers, kernels
     return 1.0 / seconds_per_step(step, steps, device)

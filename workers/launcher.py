@@ -20,18 +20,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import requests
 
+from studies.lifecycle import TERMINAL_JOB_STATES
 from studies.settings import Settings
 from workers.exceptions import LaunchError
 from workers.ray_env import ray_environment
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
-
-TERMINAL_JOB_STATES = ("STOPPED", "SUCCEEDED", "FAILED")
 
 
 def submission_id(study_id: str, name: str = "study", attempt: int = 0) -> str:
@@ -40,28 +39,6 @@ def submission_id(study_id: str, name: str = "study", attempt: int = 0) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "study"
     base = f"{slug}-{study_id}"
     return base if attempt == 0 else f"{base}-r{attempt}"
-
-
-class Launcher(Protocol):
-    """What the service needs from whatever runs studies."""
-
-    dashboard_url: str
-
-    def submit(self, study_id: str, name: str, attempt: int = 0) -> str:
-        """Start the study's driver; return its job id (idempotent per attempt)."""
-        ...
-
-    def stop(self, job_id: str) -> bool:
-        """Ask the job to stop; ``False`` if it was not running."""
-        ...
-
-    def status(self, job_id: str) -> str | None:
-        """The job's state (PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED) or None if unknown."""
-        ...
-
-    def logs(self, job_id: str) -> str:
-        """The driver's output so far."""
-        ...
 
 
 def driver_environment(settings: Settings) -> dict[str, str]:

@@ -19,16 +19,17 @@ Tune's experiment directory, is the source of truth.
 
 import argparse
 import logging
-import math
 import os
 import sys
 import traceback
 from typing import Any
 
-from studies.records import FINISHED, TrialRecord
+from studies.lifecycle import StudyLifecycle
 from studies.settings import Settings
-from studies.spec import StudySpec, parse_spec
+from studies.spec import StudySpec
+from studies.statuses import TRIAL_FINISHED
 from studies.store import Store, repository
+from studies.trial import TrialRecord
 from workers.ray_env import apply_ray_environment
 
 log = logging.getLogger("workers.run")
@@ -39,7 +40,7 @@ LOST_TRIAL_ROUNDS = 3
 
 def _samples_left(n_trials: int, records: list[TrialRecord], row: str) -> int:
     """How many of a search entry's ``n_trials`` samples have no finished trial yet."""
-    return n_trials - sum(1 for r in records if r.optimizer == row and r.status in FINISHED)
+    return n_trials - sum(1 for r in records if r.optimizer == row and r.status in TRIAL_FINISHED)
 
 
 class StudyDriver:
@@ -49,35 +50,36 @@ class StudyDriver:
         self.store = store
         self.study_id = study_id
         self.settings = settings
+        self.lifecycle = StudyLifecycle(store)
 
     def run(self) -> str:
         """Run the study; return its final status."""
-        with self.store.session() as session:
-            study = repository.get_study(session, self.study_id)
-            if study.status == "cancelled":
-                log.info("study %s is cancelled: nothing to run", self.study_id)
-                return "cancelled"
-            reset = repository.reset_running_trials(session, self.study_id)
-            repository.set_study_status(session, self.study_id, "running", resume=True)
-        if reset:
-            log.info("reset %d trials left running by an earlier driver", reset)
-        spec = parse_spec(study.spec, max_trials=math.inf)  # type: ignore[arg-type]
+        started = self.lifecycle.begin_run(self.study_id)
+        if started is None:
+            log.info("study %s is cancelled: nothing to run", self.study_id)
+            return "cancelled"
+        if started.reset_trials:
+            log.info("reset %d trials left running by an earlier driver", started.reset_trials)
+        spec = started.spec
         try:
             self._connect_ray()
             run_round = self._run_search if spec.search is not None else self._run_grid
             for round_number in range(1 + LOST_TRIAL_ROUNDS):
                 run_round(spec)
                 left = self._left_to_run(spec)
-                if not left or self._cancelled():
+                if not left or self.lifecycle.is_cancelled(self.study_id):
                     break
                 if round_number < LOST_TRIAL_ROUNDS:
                     log.info(
                         "study %s: %d trials lost to the cluster run again", self.study_id, left
                     )
         except BaseException as error:
-            self._finish_failed(f"{type(error).__name__}: {error}", traceback.format_exc())
+            log.error("study %s failed: %s", self.study_id, traceback.format_exc())
+            self.lifecycle.fail_run(self.study_id, f"{type(error).__name__}: {error}")
             raise
-        return self._finish()
+        status, progress = self.lifecycle.finish_run(self.study_id)
+        log.info("study %s %s: %s", self.study_id, status, progress.as_dict())
+        return status
 
     # ----------------------------------------------------------------------------- Ray and Tune
 
@@ -118,7 +120,7 @@ class StudyDriver:
         from ray import tune
 
         from workers.store_callback import StoreCallback
-        from workers.trainable import train
+        from workers.trainable import grid_trial, train
 
         with self.store.session() as session:
             trials = repository.unfinished_trials(session, self.study_id)
@@ -130,13 +132,10 @@ class StudyDriver:
         run_config = parts["run_config"]
         run_config.callbacks = [
             StoreCallback(
-                self.store,
-                self.study_id,
-                key_of=lambda c: c["trial"]["key"],
-                max_failures=spec.max_failures,
+                self.store, self.study_id, trial_of=grid_trial, max_failures=spec.max_failures
             )
         ]
-        entries = [{"key": t.key, "config": t.config} for t in trials]
+        entries = [record.trial.to_json() for record in trials]
         tuner = tune.Tuner(
             tune.with_resources(train, parts["resources"]),
             param_space={"trial": tune.grid_search(entries)},
@@ -148,7 +147,7 @@ class StudyDriver:
     def _run_search(self, spec: StudySpec) -> None:
         from ray import tune
 
-        from workers.search import make_searcher, sampled_point, sampled_trial, search_space
+        from workers.search import SampledTrials, make_searcher, sampled_point, search_space
         from workers.store_callback import StoreCallback
         from workers.trainable import train
 
@@ -168,21 +167,21 @@ class StudyDriver:
             ][:remaining]
             if rerun:
                 log.info("optimizer %s: re-running %d interrupted samples", entry.row, len(rerun))
-            base = {"spec": spec.model_dump(mode="json", by_alias=True), "entry": index}
+            sampled = SampledTrials(spec, index)
             parts = self._tuner_parts(spec, f"study-{self.study_id}-{index}")
             run_config = parts["run_config"]
             run_config.callbacks = [
                 StoreCallback(
                     self.store,
                     self.study_id,
-                    key_of=lambda c, base=base: sampled_trial(c, base).key,
-                    planned_of=lambda c, base=base: sampled_trial(c, base),
+                    trial_of=sampled,
+                    creates_rows=True,
                     max_failures=spec.max_failures,
                 )
             ]
             tuner = tune.Tuner(
                 tune.with_resources(
-                    tune.with_parameters(train, search_base=base), parts["resources"]
+                    tune.with_parameters(train, trial_of=sampled), parts["resources"]
                 ),
                 param_space=search_space(spec.search),
                 tune_config=tune.TuneConfig(
@@ -195,7 +194,7 @@ class StudyDriver:
                 run_config=run_config,
             )
             tuner.fit()
-            if self._cancelled():
+            if self.lifecycle.is_cancelled(self.study_id):
                 return
 
     def _left_to_run(self, spec: StudySpec) -> int:
@@ -204,43 +203,9 @@ class StudyDriver:
         with self.store.session() as session:
             records = repository.trial_records(session, self.study_id)
         if spec.search is None:
-            return sum(1 for r in records if r.status not in FINISHED)
+            return sum(1 for r in records if r.status not in TRIAL_FINISHED)
         n_trials = spec.search.n_trials
         return sum(max(0, _samples_left(n_trials, records, entry.row)) for entry in spec.entries)
-
-    # ----------------------------------------------------------------------------- outcome
-
-    def _cancelled(self) -> bool:
-        with self.store.session() as session:
-            return repository.get_study(session, self.study_id).status == "cancelled"
-
-    def _finish(self) -> str:
-        with self.store.session() as session:
-            study = repository.get_study(session, self.study_id)
-            if study.status == "cancelled":
-                repository.cancel_pending_trials(session, self.study_id, include_running=True)
-                return "cancelled"
-            progress = repository.study_progress(session, self.study_id)
-            unfinished = progress.total - progress.done
-            if unfinished:
-                error = f"{unfinished} of {progress.total} trials did not finish"
-            elif progress.total and progress.failed == progress.total:
-                error = "every trial failed (see the trials' reasons)"
-            else:
-                error = None
-            status = "failed" if error else "succeeded"
-            repository.set_study_status(session, self.study_id, status, error=error)
-        log.info("study %s %s: %s", self.study_id, status, progress.as_dict())
-        return status
-
-    def _finish_failed(self, error: str, details: str) -> None:
-        log.error("study %s failed: %s\n%s", self.study_id, error, details)
-        try:
-            with self.store.session() as session:
-                if repository.get_study(session, self.study_id).status != "cancelled":
-                    repository.set_study_status(session, self.study_id, "failed", error=error)
-        except Exception:  # the database itself may be what failed
-            log.exception("could not record the failure of study %s", self.study_id)
 
 
 def main(argv: list[str] | None = None) -> int:

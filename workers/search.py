@@ -4,7 +4,8 @@ One Tune run per optimizer entry, each with Ray's ``OptunaSearch`` over the spec
 Optuna study stored in the service's own database (``optuna.storages.RDBStorage``), named
 ``<study-id>-<entry>``, so a resumed search continues the sampler's history instead of starting
 over. The sampled values and the study spec give the trial's config and key
-(:func:`studies.spec.search_trial`), in the driver and in the trainable alike.
+(:class:`SampledTrials`, i.e. :func:`studies.spec.search_trial`), in the driver and in the
+trainable alike.
 
 Resuming an interrupted search re-runs the samples that were running (same values, same key,
 so the same row): the dead driver's Optuna trials still ``RUNNING`` or ``WAITING`` are retired
@@ -12,7 +13,7 @@ as ``FAIL`` and the interrupted points are enqueued ahead of new samples
 (``points_to_evaluate``), so every sample the budget counts has a result.
 """
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,8 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from studies.spec import PlannedTrial, Search, StudySpec, parse_spec, search_trial
-from studies.store.views import TrialInfo
+from studies.spec import Search, StudySpec, search_trial
+from studies.trial import Trial, TrialRecord
 
 OPTIMIZED_METRIC = "objective"  # reported by the trainable: the final objective, +inf if none
 
@@ -71,7 +72,7 @@ def optuna_study_name(study_id: str, entry: int) -> str:
     return f"{study_id}-{entry}"
 
 
-def sampled_point(search: Search, trial: TrialInfo) -> dict[str, Any]:
+def sampled_point(search: Search, trial: TrialRecord) -> dict[str, Any]:
     """The values the sampler drew for a stored trial, keyed as :func:`search_space` names them."""
     point: dict[str, Any] = {"eta": trial.eta}
     for name in search_space(search):
@@ -124,7 +125,14 @@ def make_searcher(
     )
 
 
-def sampled_trial(config: dict[str, Any], base: dict[str, Any]) -> PlannedTrial:
-    """The trial for Tune's sampled ``config`` given ``base = {"spec": ..., "entry": i}``."""
-    spec = parse_spec(base["spec"], max_trials=math.inf)  # type: ignore[arg-type]
-    return search_trial(spec, base["entry"], config)
+@dataclass(frozen=True)
+class SampledTrials:
+    """The trials of one optimizer entry of a search study: Tune's sampled config → its
+    :class:`~studies.trial.Trial` (the spec parsed once per driver run, shipped to the workers
+    with ``tune.with_parameters``)."""
+
+    spec: StudySpec
+    entry: int
+
+    def __call__(self, config: dict[str, Any]) -> Trial:
+        return search_trial(self.spec, self.entry, config)

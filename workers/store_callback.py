@@ -21,8 +21,8 @@ from typing import Any
 from ray import tune
 from ray.tune.experiment import Trial as TuneTrial
 
-from studies.spec import PlannedTrial
 from studies.store import Store, repository
+from studies.trial import Trial
 from workers.trainable import FINAL
 
 # Tune adds bookkeeping to every result; only these are the trainer's curves.
@@ -69,24 +69,31 @@ class StoreCallback(_StoreUser, tune.Callback):
         self,
         store: Store,
         study_id: str,
-        key_of: Callable[[dict[str, Any]], str],
-        planned_of: Callable[[dict[str, Any]], PlannedTrial] | None = None,
+        trial_of: Callable[[dict[str, Any]], Trial],
+        creates_rows: bool = False,
         max_failures: int = 0,
     ) -> None:
         super().__init__(store)
         self.study_id = study_id
-        self.key_of = key_of  # Tune config -> trial key
-        self.planned_of = planned_of  # search studies: Tune config -> the trial to create
+        self.trial_of = trial_of  # Tune config -> the trial it runs
+        self.creates_rows = creates_rows  # search studies: rows are made as trials are sampled
+        self._trials: dict[str, Trial] = {}  # Tune's trial id -> our trial, made once
         self.max_failures = max_failures  # Tune's retries of a crashed trial
         self.outcomes: dict[str, str] = {}  # key -> status stored by this run ("pending": lost)
 
     def on_trial_start(self, iteration: int, trials: list, trial: TuneTrial, **info: Any) -> None:
         with self.store.session() as session:
-            if self.planned_of is not None:
-                planned = self.planned_of(trial.config)
-                if not self._exists(session, planned.key):
-                    repository.add_trials(session, self.study_id, [planned])
-            repository.mark_trial_running(session, self.study_id, self.key_of(trial.config))
+            ours = self._trial(trial)
+            if self.creates_rows and not self._exists(session, ours.key):
+                repository.add_trials(session, self.study_id, [ours])
+            repository.mark_trial_running(session, self.study_id, ours.key)
+
+    def _trial(self, trial: TuneTrial) -> Trial:
+        """Our trial of Tune's ``trial`` (built from its config once per Tune trial)."""
+        ours = self._trials.get(trial.trial_id)
+        if ours is None:
+            ours = self._trials[trial.trial_id] = self.trial_of(trial.config)
+        return ours
 
     def _exists(self, session: Any, key: str) -> bool:
         try:
@@ -98,7 +105,7 @@ class StoreCallback(_StoreUser, tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: TuneTrial, result: dict, **info: Any
     ) -> None:
-        key = self.key_of(trial.config)
+        key = self._trial(trial).key
         step = result.get("step")
         points = []
         if isinstance(step, int | float) and not isinstance(step, bool):
@@ -128,7 +135,7 @@ class StoreCallback(_StoreUser, tune.Callback):
                 self.outcomes[key] = result["outcome"]
 
     def on_trial_error(self, iteration: int, trials: list, trial: TuneTrial, **info: Any) -> None:
-        key = self.key_of(trial.config)
+        key = self._trial(trial).key
         reason = _error_text(trial)
         with self.store.session() as session:
             try:

@@ -1,35 +1,32 @@
 """The Ray Tune trainable: one trial = one ``run_trial`` call inside a Tune actor.
 
-Tune passes ``{"trial": {"key": ..., "config": {...}}}`` (grid studies) or the sampled values
-plus a ``"base"`` config (search studies). Progress reports carry the trainer's metrics; the last
-report (``"kind": "final"``) carries the outcome. A configuration that cannot run (a missing data
-set, a bad option) is reported as a ``failed`` outcome instead of raising, so Tune does not retry
-what can never succeed; a crash of the process is retried by Tune (``FailureConfig``).
+Tune passes ``{"trial": Trial.to_json()}`` (grid studies) or the sampled values (search
+studies, whose ``SampledTrials`` makes the trial). Progress reports carry the trainer's metrics;
+the last report (``"kind": "final"``) carries the outcome. A configuration that cannot run (a
+missing data set, a bad option) is reported as a ``failed`` outcome instead of raising, so Tune
+does not retry what can never succeed; a crash of the process is retried by Tune
+(``FailureConfig``).
 """
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ray import tune
 
 from optim.exceptions import OptimError
+from studies.trial import Trial
 from workers.exceptions import TaskConfigError
 from workers.trainer import run_trial
 
+TrialSource = Callable[[dict[str, Any]], Trial]  # Tune config -> the trial it runs
 FINAL = "final"
 PROGRESS = "progress"
 
 
-def trial_config(
-    config: dict[str, Any], search_base: dict[str, Any] | None = None
-) -> tuple[str, dict[str, Any]]:
-    """``(key, trial config)`` of a Tune config: a grid entry, or a search sample + its base."""
-    if search_base is None:
-        return config["trial"]["key"], dict(config["trial"]["config"])
-    from workers.search import sampled_trial  # search studies only
-
-    planned = sampled_trial(config, search_base)
-    return planned.key, planned.config.model_dump()
+def grid_trial(config: dict[str, Any]) -> Trial:
+    """The trial of a grid study's Tune config (``{"trial": Trial.to_json()}``)."""
+    return Trial.from_json(config["trial"])
 
 
 def objective_for_search(status: str, value: float | None) -> float:
@@ -39,9 +36,11 @@ def objective_for_search(status: str, value: float | None) -> float:
     )
 
 
-def train(config: dict[str, Any], search_base: dict[str, Any] | None = None) -> None:
-    """Run the trial and report to Tune (``search_base`` via ``tune.with_parameters``)."""
-    key, trial = trial_config(config, search_base)
+def train(config: dict[str, Any], trial_of: TrialSource = grid_trial) -> None:
+    """Run the trial of Tune's ``config`` and report to Tune (a search passes its
+    :class:`~workers.search.SampledTrials` as ``trial_of`` via ``tune.with_parameters``)."""
+    trial = trial_of(config)
+    key = trial.key
 
     def report(metrics: dict[str, float]) -> None:
         # Tune insists that every result carries the searcher's metric: the running loss here
@@ -49,7 +48,7 @@ def train(config: dict[str, Any], search_base: dict[str, Any] | None = None) -> 
         tune.report({**metrics, "kind": PROGRESS, "key": key, "objective": running})
 
     try:
-        result = run_trial(trial, report)
+        result = run_trial(trial.config, report)
     except (TaskConfigError, OptimError, FileNotFoundError) as error:
         tune.report({"kind": FINAL, "key": key, "outcome": "failed", "reason": str(error),
                      "objective": math.inf})  # fmt: skip

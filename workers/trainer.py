@@ -33,10 +33,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from optim import stepping
+from optim.closure import step_with_closure
 from optim.exceptions import OptimError
-from optim.registry import build_optimizer, optimizer_info
-from studies.trial_config import TrialConfig
+from optim.registry import build_optimizer
+from studies.catalog.optimizers import optimizer_info
+from studies.trial import TrialConfig
 from workers.divergence import DivergenceMonitor
 from workers.exceptions import TaskConfigError
 from workers.step_stats import StepSizeStats
@@ -96,7 +97,7 @@ def _optimizer_options(config: TrialConfig, task: Task) -> dict[str, Any]:
     """The optimizer's options: the config's, plus what the trial decides (decay, AALIG's data)."""
     options = dict(config.optimizer_options)
     if config.weight_decay is not None:
-        if "weight_decay" not in optimizer_info(config.optimizer).options:
+        if not optimizer_info(config.optimizer).takes_weight_decay:
             raise TaskConfigError(
                 f"weight_decay: {config.optimizer} takes no weight decay"
                 + (" (use radius instead)" if config.optimizer == "alig" else "")
@@ -113,7 +114,7 @@ def _optimizer_options(config: TrialConfig, task: Task) -> dict[str, Any]:
     return options
 
 
-class Trial:
+class TrainingRun:
     """The state of one running trial (model, optimizer, monitors) and its training step."""
 
     def __init__(self, config: TrialConfig, report: Report) -> None:
@@ -173,7 +174,7 @@ class Trial:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
-        stepping.step(
+        step_with_closure(
             self.optimizer, self.closure_kind, loss, per_sample, batch.indices, self.scaler
         )
         if self.scaler is not None:
@@ -212,7 +213,7 @@ class Trial:
         )
 
 
-def _run_epochs(trial: Trial) -> TrialResult:
+def _run_epochs(trial: TrainingRun) -> TrialResult:
     """Epoch budget: report after every epoch; the objective is the last epoch's mean loss."""
     end_epoch = getattr(trial.optimizer, "end_epoch", None)
     epoch_losses: list[float] = []
@@ -232,7 +233,7 @@ def _run_epochs(trial: Trial) -> TrialResult:
     return trial.result(objective, None)
 
 
-def _run_steps(trial: Trial) -> TrialResult:
+def _run_steps(trial: TrainingRun) -> TrialResult:
     """Step budget: report every ``report_every`` steps; the objective is a trailing mean."""
     budget = trial.config.budget
     every = trial.config.report_every or max(1, budget // DEFAULT_REPORTS_PER_TRIAL)
@@ -252,7 +253,10 @@ def _run_steps(trial: Trial) -> TrialResult:
     return trial.result(sum(recent) / len(recent), None)
 
 
-SCHEDULES: dict[str, Callable[[Trial], TrialResult]] = {"epochs": _run_epochs, "steps": _run_steps}
+SCHEDULES: dict[str, Callable[[TrainingRun], TrialResult]] = {
+    "epochs": _run_epochs,
+    "steps": _run_steps,
+}
 
 
 def run_trial(config: TrialConfig | dict[str, Any], report: Report | None = None) -> TrialResult:
@@ -263,7 +267,7 @@ def run_trial(config: TrialConfig | dict[str, Any], report: Report | None = None
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.model_validate(config)
-    trial = Trial(config, report or (lambda metrics: None))
+    trial = TrainingRun(config, report or (lambda metrics: None))
     result = trial.run()
     if result.final_objective is not None and not math.isfinite(result.final_objective):
         return TrialResult(

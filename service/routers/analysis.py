@@ -3,21 +3,39 @@
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
 from service.dependencies import SessionDep
-from service.exceptions import AnalysisUnavailable
+from service.exceptions import AnalysisUnavailable, error_responses
+from service.models import (
+    ExportRow,
+    Heatmap,
+    Importance,
+    Robustness,
+    Sensitivity,
+    TrialOut,
+    Tunability,
+)
 from studies import analysis, rendering
-from studies.records import TrialRecord
+from studies.catalog.tasks import TASKS
 from studies.store import repository
-from studies.tasks import TASKS
+from studies.trial import TrialRecord
 
-router = APIRouter(prefix="/studies/{study_id}", tags=["analysis"])
+router = APIRouter(
+    prefix="/studies/{study_id}", tags=["analysis"], responses=error_responses(404, 422)
+)
 ImageFormat = Literal["json", "png", "svg"]
+# the 200 of an analysis that is drawn on request (format=png|svg) besides its JSON
+IMAGES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the JSON, or the plot with format=png or format=svg",
+        "content": {"image/png": {}, "image/svg+xml": {}},
+    }
+}
 
 
 def _parse_value(text: str) -> Any:
@@ -102,17 +120,17 @@ def _image(data: bytes, fmt: str) -> Response:
     return Response(data, media_type=rendering.FORMATS[fmt].media_type)
 
 
-@router.get("/heatmap")
+@router.get("/heatmap", response_model=Heatmap, responses=IMAGES)
 def heatmap(
     study_id: str,
     session: SessionDep,
     selection: Annotated[Selection, Depends()],
     format: ImageFormat = "json",
-) -> Any:
+) -> Heatmap | Response:
     """Optimizer × η: the median over seeds of the metric per cell, with each cell's status."""
     info, _ = selection.analyse(session, study_id, analysis.heatmap)
     if format == "json":
-        return info.to_dict()
+        return Heatmap.of(info)
     study = repository.get_study(session, study_id)
     return _image(
         rendering.render_heatmap(info, format, title=f"{study.name}: {selection.metric}"), format
@@ -126,12 +144,12 @@ def robustness(
     selection: Annotated[Selection, Depends()],
     tolerance: Annotated[float | None, Query(gt=0)] = None,
     threshold: float | None = None,
-) -> dict:
+) -> Robustness:
     """Per optimizer the widest contiguous good-η range: eta_low, eta_high, decades, best."""
     info, _ = selection.analyse(
         session, study_id, analysis.robustness, tolerance=tolerance, threshold=threshold
     )
-    return info.to_dict()
+    return Robustness.of(info)
 
 
 @router.get("/tunability")
@@ -141,12 +159,12 @@ def tunability(
     selection: Annotated[Selection, Depends()],
     k_max: Annotated[int | None, Query(ge=1, le=1000)] = None,
     diverged: Annotated[Literal["worst", "inf"], Query()] = "worst",
-) -> dict:
+) -> Tunability:
     """Expected best after k random η draws (k = 1..K) and the CPE score per optimizer."""
     info, _ = selection.analyse(
         session, study_id, analysis.tunability, k_max=k_max, diverged=diverged
     )
-    return info.to_dict()
+    return Tunability.of(info)
 
 
 @router.get("/importance")
@@ -155,31 +173,55 @@ def importance(
     session: SessionDep,
     selection: Annotated[Selection, Depends()],
     optimizer: str | None = None,
-) -> dict:
+) -> Importance:
     """Importance of η, batch size, radius, weight decay (Optuna fANOVA and PED-ANOVA)."""
     info, _ = selection.analyse(
         session, study_id, analysis.importance, sliced=False, optimizer=optimizer
     )
-    return info.to_dict()
+    return Importance.of(info)
 
 
-@router.get("/sensitivity")
+@router.get("/sensitivity", response_model=Sensitivity, responses=IMAGES)
 def sensitivity(
     study_id: str,
     session: SessionDep,
     selection: Annotated[Selection, Depends()],
     format: ImageFormat = "json",
-) -> Any:
+) -> Sensitivity | Response:
     """Per optimizer the metric against η with the spread over seeds."""
     info, direction = selection.analyse(session, study_id, analysis.sensitivity)
     if format == "json":
-        return info.to_dict()
+        return Sensitivity.of(info)
     return _image(
         rendering.render_sensitivity(info, selection.metric, direction, format=format), format
     )
 
 
-@router.get("/export")
+EXPORT_AXES = ("key", "optimizer", "eta", "batch_size", "radius", "weight_decay", "seed")
+EXPORT_OUTCOME = ("status", "final_objective", "attempts", "reason")
+
+
+def export_rows(trials: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and JSON-safe rows of the export: each trial's :class:`TrialOut` fields
+    (axes, then outcome), with one column per other axis and per last metric."""
+    outs = [TrialOut.of(t) for t in trials]
+    extra = sorted({name for t in outs for name in t.extra_axes})
+    metrics = sorted({name for t in outs for name in t.metrics})
+    columns = [*EXPORT_AXES, *extra, *EXPORT_OUTCOME, *metrics]
+    rows = []
+    for t in outs:
+        fields = t.model_dump(mode="json", include={*EXPORT_AXES, *EXPORT_OUTCOME})
+        row = {**fields, **{n: t.extra_axes.get(n) for n in extra}}
+        row.update({n: t.metrics.get(n) for n in metrics})
+        rows.append({name: row[name] for name in columns})
+    return columns, rows
+
+
+@router.get(
+    "/export",
+    response_model=list[ExportRow],
+    responses={200: {"description": "CSV (default) or JSON rows", "content": {"text/csv": {}}}},
+)
 def export(
     study_id: str,
     session: SessionDep,
@@ -195,23 +237,7 @@ def export(
         cursor = page.next_cursor
         if cursor is None:
             break
-    extra = sorted({name for t in trials for name in t.extra_axes})
-    metrics = sorted({name for t in trials for name in t.metrics})
-    columns = [
-        "key", "optimizer", "eta", "batch_size", "radius", "weight_decay", "seed", *extra,
-        "status", "final_objective", "attempts", "reason", *metrics,
-    ]  # fmt: skip
-    rows = []
-    for t in trials:
-        row = {
-            "key": t.key, "optimizer": t.optimizer, "eta": t.eta, "batch_size": t.batch_size,
-            "radius": t.radius, "weight_decay": t.weight_decay, "seed": t.seed,
-            "status": t.status, "final_objective": t.final_objective, "attempts": t.attempts,
-            "reason": t.reason,
-            **{name: t.extra_axes.get(name) for name in extra},
-            **{name: t.metrics.get(name) for name in metrics},
-        }  # fmt: skip
-        rows.append(analysis.json_safe(row))
+    columns, rows = export_rows(trials)
     if format == "json":
         return Response(json.dumps(rows, allow_nan=False), media_type="application/json")
     buffer = io.StringIO()

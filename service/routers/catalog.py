@@ -1,88 +1,72 @@
 """What a study may use: presets, tasks, optimizers; and the service's health."""
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from optim.registry import OPTIMIZERS
 from service.dependencies import LauncherDep, SettingsDep, StoreDep
-from studies.analysis import json_safe
+from service.exceptions import error_responses
+from service.models import (
+    DatabaseDown,
+    DatabaseUp,
+    Health,
+    OptimizerList,
+    OptimizerOut,
+    PresetList,
+    PresetOut,
+    RayCheck,
+    TaskList,
+    TaskOut,
+)
+from studies.catalog.optimizers import OPTIMIZERS
+from studies.catalog.tasks import TASKS
 from studies.presets import load_preset, preset_names
-from studies.tasks import TASKS
 from workers.launcher import dashboard_answers
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(tags=["catalog"], responses=error_responses(422))
 
 
 @router.get("/presets")
-def presets() -> dict:
+def presets() -> PresetList:
     """The shipped study presets with their specs."""
-    return {"items": [{"name": name, "spec": load_preset(name)} for name in preset_names()]}
+    return PresetList(
+        items=[PresetOut(name=name, spec=load_preset(name)) for name in preset_names()]
+    )
 
 
 @router.get("/tasks")
-def tasks() -> dict:
+def tasks() -> TaskList:
     """Every task: budget unit, defaults, metrics (with direction) and its options' schema."""
-    items = []
-    for spec in TASKS.values():
-        items.append(
-            {
-                "name": spec.name,
-                "description": spec.description,
-                "budget_unit": spec.budget_unit,
-                "default_budget": spec.default_budget,
-                "default_batch_size": spec.default_batch_size,
-                "metrics": spec.metrics,
-                "options": spec.options.model_json_schema(),
-                "defaults": spec.options().model_dump(mode="json"),
-            }
-        )
-    return {"items": items}
+    return TaskList(items=[TaskOut.of(spec) for spec in TASKS.values()])
 
 
 @router.get("/optimizers")
-def optimizers() -> dict:
-    """Every optimizer: what η means for it, how it steps, its options and their defaults."""
-    items = []
-    for info in OPTIMIZERS.values():
-        items.append(
-            json_safe(
-                {
-                    "name": info.name,
-                    "description": info.description,
-                    "eta_meaning": info.eta_meaning,
-                    "eta_may_be_null": info.eta_may_be_none,
-                    "closure": info.closure,
-                    "native_radius": info.native_radius,
-                    "reports_step_size": info.reports_step_size,
-                    "options": {
-                        name: {"default": option.default, "help": option.help}
-                        for name, option in info.options.items()
-                        if name not in info.required_options
-                    },
-                }
-            )
-        )
-    return {"items": items}
+def optimizers() -> OptimizerList:
+    """Every optimizer: what η means for it, how it steps, its options (defaults, help) and
+    their JSON schema (from the torch-free catalog, :mod:`studies.catalog.optimizers`)."""
+    return OptimizerList(items=[OptimizerOut.of(info) for info in OPTIMIZERS.values()])
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "the database or Ray is unreachable"}},
+)
 def health(
     store: StoreDep,
     launcher: LauncherDep,
     settings: SettingsDep,
-) -> Any:
+) -> JSONResponse:
     """Database and Ray reachability; 503 when either is down."""
-    checks: dict[str, Any] = {}
+    database: DatabaseUp | DatabaseDown
     try:
         with store.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        checks["database"] = {"ok": True, "dialect": store.dialect}
+        database = DatabaseUp(ok=True, dialect=store.dialect)
     except Exception as error:  # reported, not raised: this endpoint diagnoses
-        checks["database"] = {"ok": False, "error": str(error)}
+        database = DatabaseDown(ok=False, error=str(error))
     ray_url = getattr(launcher, "address", None) or launcher.dashboard_url
-    checks["ray"] = {"ok": dashboard_answers(ray_url), "dashboard": launcher.dashboard_url}
-    ok = all(check["ok"] for check in checks.values())
-    return JSONResponse({"status": "ok" if ok else "degraded", **checks}, 200 if ok else 503)
+    ray = RayCheck(ok=dashboard_answers(ray_url), dashboard=launcher.dashboard_url)
+    ok = database.ok and ray.ok
+    body = Health(status="ok" if ok else "degraded", database=database, ray=ray)
+    return JSONResponse(body.model_dump(mode="json"), 200 if ok else 503)

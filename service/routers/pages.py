@@ -10,9 +10,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from service.dependencies import SessionDep, SettingsDep
-from service.views import study_json
+from service.models import StudyOut, StudySummary
 from studies import analysis
-from studies.records import FINISHED
+from studies.statuses import TRIAL_FINISHED
 from studies.store import repository
 
 router = APIRouter(include_in_schema=False)
@@ -33,7 +33,8 @@ def index(
     counts = repository.studies_progress(session, [s.id for s in page.items])
     studies = []
     for study in page.items:
-        item = study_json(study, counts[study.id], settings.ray_dashboard_url, full=False)
+        summary = StudySummary.of(study, counts[study.id], settings.ray_dashboard_url)
+        item = summary.model_dump(mode="json")
         total = item["progress"]["total"] or 1
         item["percent"] = round(100 * item["progress"]["done"] / total)
         studies.append(item)
@@ -50,12 +51,11 @@ def study_page(
     settings: SettingsDep,
 ) -> HTMLResponse:
     study = repository.get_study(session, study_id)
-    body = study_json(
-        study, repository.study_progress(session, study_id), settings.ray_dashboard_url
-    )
+    progress = repository.study_progress(session, study_id)
+    body = StudyOut.of(study, progress, settings.ray_dashboard_url).model_dump(mode="json")
     records = repository.trial_records(session, study_id)
     context: dict[str, Any] = {"study": body, "dashboard": settings.ray_dashboard_url, "ranges": []}
-    finished = [r for r in records if r.status in FINISHED]
+    finished = [r for r in records if r.status in TRIAL_FINISHED]
     if not finished:
         context["heatmap_note"] = "No finished trial yet: the heatmap appears as results arrive."
         return templates.TemplateResponse(request, "study.html", context)

@@ -5,12 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from service.dependencies import SessionDep
-from service.views import trial_json
+from service.exceptions import error_responses
+from service.models import TrialCurve, TrialOut, TrialPage
 from studies import rendering
-from studies.analysis import json_safe
 from studies.store import repository
 
-router = APIRouter(prefix="/studies/{study_id}/trials", tags=["trials"])
+router = APIRouter(
+    prefix="/studies/{study_id}/trials", tags=["trials"], responses=error_responses(404, 422)
+)
 
 
 @router.get("")
@@ -23,34 +25,37 @@ def list_trials(
     eta_max: Annotated[float | None, Query(gt=0)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: str | None = None,
-) -> dict:
+) -> TrialPage:
     """Trials in creation order, filtered by optimizer (row), status and an η range."""
     page = repository.list_trials(
         session, study_id, optimizer=optimizer, status=status, eta_min=eta_min, eta_max=eta_max,
         limit=limit, cursor=cursor,
     )  # fmt: skip
-    return {"items": [trial_json(t) for t in page.items], "next_cursor": page.next_cursor}
+    return TrialPage(items=[TrialOut.of(t) for t in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{key}")
-def get_trial(study_id: str, key: str, session: SessionDep) -> dict:
+def get_trial(study_id: str, key: str, session: SessionDep) -> TrialOut:
     """One trial: axes, config, status, result, attempts."""
-    return trial_json(repository.get_trial(session, study_id, key))
+    return TrialOut.of(repository.get_trial(session, study_id, key))
 
 
-@router.get("/{key}/metrics")
+@router.get(
+    "/{key}/metrics",
+    response_model=TrialCurve,
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+)
 def metrics(
     study_id: str,
     key: str,
     session: SessionDep,
     name: str | None = None,
     format: Annotated[str, Query(pattern="^(json|png|svg)$")] = "json",
-) -> object:
+) -> TrialCurve | Response:
     """The trial's curves: points (step, name, value), optionally of one metric, or a plot."""
     points = repository.metric_curve(session, study_id, key, name)
     if format == "json":
-        rows = [{"step": p.step, "name": p.name, "value": p.value} for p in points]
-        return json_safe({"key": key, "points": rows})
+        return TrialCurve.of(key, points)
     curves: dict[str, list[tuple[float, float]]] = {}
     for p in points:
         curves.setdefault(p.name, []).append((p.step, p.value))

@@ -1,7 +1,7 @@
 """Sensitivity analyses: pure functions from ``TrialRecord`` lists to plain info objects.
 
 Each result is a frozen dataclass with a ``to_dict()`` that is JSON without NaN/Infinity;
-``studies.rendering`` draws them. See docs/ALGORITHMS.md, "Sensitivity measures".
+``studies.rendering`` draws them. See docs/algorithms.md, section "Measures".
 """
 
 from studies.analysis._common import Direction, json_safe

@@ -7,7 +7,7 @@ reach the wire: the service's JSON carries ``null`` instead of ``NaN``/``Infinit
 import math
 from typing import Any, Literal, get_args
 
-# The literal of ``studies.tasks.Direction``, repeated so that analysis depends on records only
+# The literal of ``studies.catalog.tasks.Direction``, repeated: analysis depends on records only
 Direction = Literal["minimize", "maximize"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from studies.records import TrialRecord
+from studies.trial import TrialRecord
 
 CellStatus = Literal["ok", "partial", "diverged", "failed", "missing"]
 Outcome = Literal["finite", "diverged", "failed", "unknown"]

@@ -15,7 +15,7 @@ from typing import Any
 from studies.analysis._common import Direction, check_direction, json_safe
 from studies.analysis.cells import Cell, CellStatus, summarise
 from studies.analysis.slicing import select_slice
-from studies.records import TrialRecord, eta_sort_key
+from studies.trial import TrialRecord, eta_sort_key
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from optuna.distributions import (
 
 from studies.analysis._common import Direction, check_direction, json_safe
 from studies.analysis.slicing import axis_names, axis_value
-from studies.records import FINISHED, TrialRecord
+from studies.statuses import TRIAL_FINISHED
+from studies.trial import TrialRecord
 
 if TYPE_CHECKING:
     from optuna.importance import BaseImportanceEvaluator
@@ -136,7 +137,7 @@ def importance(
         raise ValueError(f"evaluators must be among {sorted(EVALUATORS)}, got {list(evaluators)}")
     chosen = [r for r in records if optimizer is None or r.optimizer == optimizer]
     usable = [r for r in chosen if r.value(metric) is not None]
-    n_excluded = sum(r.status in FINISHED for r in chosen) - len(usable)
+    n_excluded = sum(r.status in TRIAL_FINISHED for r in chosen) - len(usable)
     if len(usable) < 2:
         raise ValueError(
             f"importance needs at least 2 trials with a finite {metric!r}, found {len(usable)}"

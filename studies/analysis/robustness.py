@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from studies.analysis._common import Direction, check_direction, json_safe, sign
 from studies.analysis.heatmap import Heatmap, heatmap
-from studies.records import TrialRecord
+from studies.trial import TrialRecord
 
 DEFAULT_FACTOR = 10.0  # minimise: within a factor 10 of the best (a decade of loss)
 DEFAULT_GAP = 0.01  # maximise: within 0.01 of the best (one accuracy point)

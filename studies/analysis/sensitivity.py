@@ -13,7 +13,7 @@ from typing import Any
 from studies.analysis._common import Direction, check_direction, json_safe
 from studies.analysis.cells import CellStatus
 from studies.analysis.heatmap import cells
-from studies.records import TrialRecord
+from studies.trial import TrialRecord
 
 
 @dataclass(frozen=True)

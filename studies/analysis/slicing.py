@@ -13,7 +13,7 @@ names the axes and the values they take, so the service can pass it on as a 4xx.
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
-from studies.records import TrialRecord
+from studies.trial import TrialRecord
 
 BASE_AXES: tuple[str, ...] = ("batch_size", "radius", "weight_decay")
 

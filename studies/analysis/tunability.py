@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from studies.analysis._common import Direction, check_direction, finite_or_none, json_safe, sign
 from studies.analysis.heatmap import cells
-from studies.records import TrialRecord
+from studies.trial import TrialRecord
 
 DivergedPolicy = Literal["inf", "worst"] | float
 

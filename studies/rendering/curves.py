@@ -17,10 +17,10 @@ from matplotlib.transforms import blended_transform_factory
 
 from studies.analysis._common import Direction
 from studies.analysis.sensitivity import Sensitivity, sensitivity
-from studies.records import TrialRecord
 from studies.rendering.formats import RENDER_LOCK, new_figure, to_bytes
 from studies.rendering.labels import slice_label
 from studies.rendering.limits import plottable, plottable_value
+from studies.trial import TrialRecord
 
 CURVES_SIZE = (7.0, 4.5)  # inches
 SENSITIVITY_SIZE = (7.0, 4.5)

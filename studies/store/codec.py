@@ -16,9 +16,10 @@ Decoding gives back Python floats (``math.nan``, ``±math.inf``), so a round tri
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-ValueKind = Literal["finite", "nan", "inf", "-inf"]
+from studies.trial import ValueKind
+
 VALUE_KINDS: tuple[ValueKind, ...] = get_args(ValueKind)
 _NON_FINITE: dict[str, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 

@@ -1,4 +1,4 @@
-"""Engines for SQLite (embedded default) and PostgreSQL (compose), and the :class:`Store`.
+"""Engines for SQLite (embedded default) and PostgreSQL (compose).
 
 URLs:
 
@@ -17,14 +17,10 @@ write rather than storing text that no JSON parser reads back.
 
 import functools
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
@@ -86,52 +82,3 @@ def _sqlite_engine(url: URL, *, echo: bool, busy_timeout_ms: int) -> Engine:
             cursor.close()
 
     return engine
-
-
-class Store:
-    """The engine and a session factory: the one object the service and the workers hold.
-
-    ``with store.session() as session:`` is one transaction: it commits when the block ends and
-    rolls back if it raises. Objects stay readable after the commit (``expire_on_commit=False``);
-    the repository returns plain dataclasses anyway.
-    """
-
-    def __init__(self, url_or_engine: str | URL | Engine, *, echo: bool = False) -> None:
-        self.engine: Engine = (
-            url_or_engine
-            if isinstance(url_or_engine, Engine)
-            else make_engine(url_or_engine, echo=echo)
-        )
-        self.sessionmaker: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
-
-    @property
-    def dialect(self) -> str:
-        """``sqlite`` or ``postgresql``."""
-        return self.engine.dialect.name
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in a transaction: commit on success, rollback on an exception."""
-        with self.sessionmaker.begin() as session:
-            yield session
-
-    def upgrade(self, revision: str = "head") -> None:
-        """Apply the schema migrations up to ``revision`` (``alembic upgrade head``)."""
-        from studies.store.migrate import upgrade
-
-        upgrade(self.engine, revision)
-
-    def dispose(self) -> None:
-        """Close every pooled connection."""
-        self.engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.dispose()

@@ -14,7 +14,7 @@ Conventions:
 """
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -33,14 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from studies.records import FINISHED, TrialStatus
+from studies.statuses import STUDY_STATUSES, TRIAL_STATUSES, StudyStatus, TrialStatus
 from studies.store.codec import VALUE_KINDS
-
-StudyStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-STUDY_STATUSES: tuple[StudyStatus, ...] = get_args(StudyStatus)
-STUDY_FINISHED: tuple[StudyStatus, ...] = ("succeeded", "failed", "cancelled")
-TRIAL_STATUSES: tuple[TrialStatus, ...] = get_args(TrialStatus)
-TRIAL_FINISHED: tuple[TrialStatus, ...] = FINISHED  # completed, diverged, failed
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -112,7 +106,7 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class Study(Timestamps, Base):
+class StudyRow(Timestamps, Base):
     """One submitted study: the validated spec and the study's lifecycle."""
 
     # prefixed: Optuna's RDB storage (search studies) owns "studies" and "trials" in the same DB
@@ -126,6 +120,8 @@ class Study(Timestamps, Base):
     status: Mapped[StudyStatus] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)  # why it failed, for the API
     ray_job_id: Mapped[str | None] = mapped_column(String(128))
+    # launches so far (the driver's Ray job of launch n is named after n; see studies.lifecycle)
+    launch_attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A client-chosen key that makes POST /studies retryable; the hash of the request body
     # tells a genuine retry (same body) from a reuse of the key for another study (conflict).
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
@@ -133,7 +129,7 @@ class Study(Timestamps, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
-    trials: Mapped[list["Trial"]] = relationship(
+    trials: Mapped[list["TrialRow"]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True
     )
 
@@ -143,7 +139,7 @@ class Study(Timestamps, Base):
     )
 
 
-class Trial(Timestamps, Base):
+class TrialRow(Timestamps, Base):
     """One trial of a study, keyed by its deterministic key within the study.
 
     The axis columns duplicate values from ``config`` so that listings can filter and sort in
@@ -174,7 +170,7 @@ class Trial(Timestamps, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
-    study: Mapped[Study] = relationship(back_populates="trials")
+    study: Mapped[StudyRow] = relationship(back_populates="trials")
 
     __table_args__ = (
         UniqueConstraint("study_id", "key"),
@@ -185,7 +181,7 @@ class Trial(Timestamps, Base):
     )
 
 
-class MetricPoint(Base):
+class MetricPointRow(Base):
     """One reported value of one metric at one step of a trial (the curves)."""
 
     __tablename__ = "sens_metric_points"

@@ -2,27 +2,19 @@
 
 The caller owns the transaction (``with store.session() as session: ...``); these functions
 flush statements but never commit, so several of them can form one unit of work. They return
-the plain dataclasses of :mod:`.views` and raise the domain errors of :mod:`studies.exceptions`
+the plain dataclasses of :mod:`.read_models` (trials as :class:`studies.trial.TrialRecord`) and
+raise the domain errors of :mod:`studies.exceptions`
 (``StudyNotFound`` for an unknown study id, whatever the function).
 
 Concurrency: state changes are single guarded statements (``UPDATE … WHERE status …``,
 ``INSERT … ON CONFLICT``), so two processes (the API and a study's driver) can write the same
 rows without a lost update, on SQLite and PostgreSQL alike, and without savepoints.
 
-Study status transitions (anything else raises ``InvalidTransition``; setting the current
-status again is a no-op):
-
-==============================  ======================================================
-from                            to
-==============================  ======================================================
-pending                         running, failed, cancelled
-running                         succeeded, failed, cancelled, pending (requeue after a crash)
-succeeded, failed, cancelled    pending, running — only with ``resume=True``
-==============================  ======================================================
-
-Entering ``running`` sets ``started_at`` (the latest run's start) and clears ``finished_at``
-and ``error``; entering ``pending`` clears ``finished_at`` and ``error``; entering a finished
-status sets ``finished_at`` and ``error`` (the given text, or NULL).
+Study status transitions follow :data:`studies.statuses.STUDY_TRANSITIONS` (anything else
+raises ``InvalidTransition``; setting the current status again is a no-op). Entering ``running``
+sets ``started_at`` (the latest run's start) and clears ``finished_at`` and ``error``; entering
+``pending`` clears ``finished_at`` and ``error``; entering a finished status sets ``finished_at``
+and ``error`` (the given text, or NULL).
 
 Trials: ``mark_trial_running`` never touches a finished trial (completed, diverged, failed), so
 a late or duplicated start cannot undo a result; ``record_trial_result`` is idempotent per
@@ -52,41 +44,27 @@ from studies.exceptions import (
     StudyNotFound,
     TrialNotFound,
 )
-from studies.records import TrialRecord, TrialStatus
-from studies.store.codec import decode_float, decode_metrics, encode_float, encode_metrics
-from studies.store.models import (
+from studies.statuses import (
+    RESUME_TARGETS,
     STUDY_FINISHED,
     STUDY_STATUSES,
+    STUDY_TRANSITIONS,
     TRIAL_FINISHED,
     TRIAL_STATUSES,
-    MetricPoint,
-    Study,
     StudyStatus,
-    Trial,
-    utcnow,
+    TrialStatus,
 )
-from studies.store.views import (
-    CurvePoint,
-    Page,
-    Progress,
-    StudyInfo,
-    TrialInfo,
-    TrialLike,
-)
+from studies.store.codec import decode_float, encode_float, encode_metrics
+from studies.store.models import MetricPointRow, StudyRow, TrialRow, utcnow
+from studies.store.read_models import CurvePoint, Page, Progress, StudyInfo
+from studies.store.rows import study_info, trial_record, trial_values
+from studies.trial import Trial, TrialRecord
 
 MAX_PAGE_SIZE = 500
 POINT_BATCH = 1_000  # metric points per execute
 TRIAL_BATCH = 1_000  # trial rows per execute
 RESULT_STATUSES: tuple[TrialStatus, ...] = (*TRIAL_FINISHED, "cancelled")
 
-TRANSITIONS: dict[StudyStatus, frozenset[StudyStatus]] = {
-    "pending": frozenset({"running", "failed", "cancelled"}),
-    "running": frozenset({"succeeded", "failed", "cancelled", "pending"}),
-    "succeeded": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
-}
-RESUME_TARGETS: frozenset[StudyStatus] = frozenset({"pending", "running"})
 
 _Row = TypeVar("_Row")
 
@@ -120,18 +98,20 @@ def _fresh(query: Select[Any]) -> Select[Any]:
     return query.execution_options(populate_existing=True)
 
 
-def _load_trial(session: Session, study_id: str, key: str) -> Trial | None:
-    query = select(Trial).where(Trial.study_id == study_id, Trial.key == key)
+def _load_trial(session: Session, study_id: str, key: str) -> TrialRow | None:
+    query = select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.key == key)
     return session.scalars(_fresh(query)).one_or_none()
 
 
 def _require_study(session: Session, study_id: str) -> None:
-    if session.scalar(select(Study.id).where(Study.id == study_id)) is None:
+    if session.scalar(select(StudyRow.id).where(StudyRow.id == study_id)) is None:
         raise StudyNotFound(f"study {study_id!r} not found")
 
 
 def _trial_id(session: Session, study_id: str, key: str) -> int:
-    trial_id = session.scalar(select(Trial.id).where(Trial.study_id == study_id, Trial.key == key))
+    trial_id = session.scalar(
+        select(TrialRow.id).where(TrialRow.study_id == study_id, TrialRow.key == key)
+    )
     if trial_id is None:
         _require_study(session, study_id)
         raise TrialNotFound(f"trial {key!r} not found in study {study_id!r}")
@@ -171,98 +151,22 @@ def _decode_cursor(cursor: str, listing: str, size: int) -> list[Any]:
     return data[1:]
 
 
-def _config_dict(config: Any) -> dict[str, Any]:
-    if hasattr(config, "model_dump"):  # a pydantic model such as TrialConfig
-        return config.model_dump(mode="json")
-    return dict(config)
-
-
-def _study_info(row: Study) -> StudyInfo:
-    return StudyInfo(
-        id=row.id,
-        name=row.name,
-        task=row.task,
-        spec=row.spec,
-        tags=list(row.tags),
-        status=row.status,
-        error=row.error,
-        ray_job_id=row.ray_job_id,
-        idempotency_key=row.idempotency_key,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
-
-
-def _trial_info(row: Trial) -> TrialInfo:
-    return TrialInfo(
-        id=row.id,
-        study_id=row.study_id,
-        key=row.key,
-        config=row.config,
-        optimizer=row.optimizer,
-        eta=row.eta,
-        batch_size=row.batch_size,
-        radius=row.radius,
-        weight_decay=row.weight_decay,
-        seed=row.seed,
-        extra_axes=dict(row.extra_axes),
-        status=row.status,
-        final_objective=decode_float(row.final_objective, row.objective_kind),
-        objective_kind=row.objective_kind,  # type: ignore[arg-type]
-        metrics=decode_metrics(row.metrics),
-        reason=row.reason,
-        attempts=row.attempts,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
-
-
-def _trial_row(study_id: str, trial: TrialLike, now: datetime) -> dict[str, Any]:
-    """The INSERT values of a new trial (every column explicit: multi-row VALUES)."""
-    return {
-        "study_id": study_id,
-        "key": trial.key,
-        "config": _config_dict(trial.config),
-        "optimizer": trial.optimizer,
-        "eta": trial.eta,
-        "batch_size": trial.batch_size,
-        "radius": trial.radius,
-        "weight_decay": trial.weight_decay,
-        "seed": trial.seed,
-        "extra_axes": dict(trial.extra_axes),
-        "status": "pending",
-        "final_objective": None,
-        "objective_kind": None,
-        "metrics": {},
-        "reason": None,
-        "attempts": 0,
-        "created_at": now,
-        "updated_at": now,
-        "started_at": None,
-        "finished_at": None,
-    }
-
-
-def _insert_trials(session: Session, study_id: str, trials: Sequence[TrialLike]) -> int:
+def _insert_trials(session: Session, study_id: str, trials: Sequence[Trial]) -> int:
     """Insert trials, skipping keys the study already has; the number inserted."""
     now = utcnow()
-    rows = [_trial_row(study_id, trial, now) for trial in trials]
-    statement = _insert(session, Trial.__table__).on_conflict_do_nothing(
+    rows = [trial_values(study_id, trial, now) for trial in trials]
+    statement = _insert(session, TrialRow.__table__).on_conflict_do_nothing(
         index_elements=["study_id", "key"]
     )
     # RETURNING counts the inserted rows on every driver (an executemany's rowcount may be -1)
     # and makes SQLAlchemy send multi-row VALUES pages ("insertmanyvalues") of a cached statement
-    statement = statement.returning(Trial.id)
+    statement = statement.returning(TrialRow.id)
     return sum(
         len(session.execute(statement, list(chunk)).all()) for chunk in _chunks(rows, TRIAL_BATCH)
     )
 
 
-def _unique_keys(trials: Sequence[TrialLike]) -> None:
+def _unique_keys(trials: Sequence[Trial]) -> None:
     seen: set[str] = set()
     for i, trial in enumerate(trials):
         if trial.key in seen:
@@ -280,7 +184,7 @@ def create_study(
     name: str,
     task: str,
     spec: Mapping[str, Any],
-    trials: Sequence[TrialLike],
+    trials: Sequence[Trial],
     tags: Sequence[str] = (),
     idempotency_key: str | None = None,
     request_hash: str | None = None,
@@ -320,10 +224,10 @@ def create_study(
         "created_at": now,
         "updated_at": now,
     }
-    statement = _insert(session, Study).values(values)
+    statement = _insert(session, StudyRow).values(values)
     if idempotency_key is not None:
         statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
-    if session.execute(statement.returning(Study.id)).first() is None:
+    if session.execute(statement.returning(StudyRow.id)).first() is None:
         # a concurrent request with the same key won the race after our check above
         existing = _by_idempotency_key(session, idempotency_key, request_hash)  # type: ignore[arg-type]
         if existing is None:  # pragma: no cover - the conflicting row cannot vanish
@@ -334,7 +238,7 @@ def create_study(
 
 
 def _by_idempotency_key(session: Session, key: str, request_hash: str | None) -> StudyInfo | None:
-    query = select(Study).where(Study.idempotency_key == key)
+    query = select(StudyRow).where(StudyRow.idempotency_key == key)
     row = session.scalars(_fresh(query)).one_or_none()
     if row is None:
         return None
@@ -342,10 +246,10 @@ def _by_idempotency_key(session: Session, key: str, request_hash: str | None) ->
         raise IdempotencyConflict(
             f"idempotency key {key!r} was already used for study {row.id} with another request"
         )
-    return _study_info(row)
+    return study_info(row)
 
 
-def add_trials(session: Session, study_id: str, trials: Sequence[TrialLike]) -> int:
+def add_trials(session: Session, study_id: str, trials: Sequence[Trial]) -> int:
     """Add trials to an existing study (a search proposes them as it goes); how many were new.
 
     Keys the study already has are skipped, so adding the same trials twice is harmless.
@@ -357,18 +261,18 @@ def add_trials(session: Session, study_id: str, trials: Sequence[TrialLike]) -> 
 
 def get_study(session: Session, study_id: str) -> StudyInfo:
     """The study, or :class:`StudyNotFound`."""
-    row = session.get(Study, study_id, populate_existing=True)
+    row = session.get(StudyRow, study_id, populate_existing=True)
     if row is None:
         raise StudyNotFound(f"study {study_id!r} not found")
-    return _study_info(row)
+    return study_info(row)
 
 
 def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
     """``tag`` is an element of ``studies.tags`` (a JSON array), in each dialect's spelling."""
     if session.get_bind().dialect.name == "postgresql":
-        elements = func.json_array_elements_text(Study.tags).table_valued("value")
+        elements = func.json_array_elements_text(StudyRow.tags).table_valued("value")
     else:
-        elements = func.json_each(Study.tags).table_valued("value")
+        elements = func.json_each(StudyRow.tags).table_valued("value")
     return exists(select(1).select_from(elements).where(elements.c.value == tag))
 
 
@@ -388,12 +292,12 @@ def list_studies(
     (:class:`InvalidQuery` otherwise). Keyset paging: rows created meanwhile never shift a page.
     """
     _check_limit(limit)
-    query = select(Study)
+    query = select(StudyRow)
     wanted = _statuses(status, STUDY_STATUSES)
     if wanted is not None:
-        query = query.where(Study.status.in_(wanted))
+        query = query.where(StudyRow.status.in_(wanted))
     if task is not None:
-        query = query.where(Study.task == task)
+        query = query.where(StudyRow.task == task)
     if tag is not None:
         query = query.where(_has_tag(session, tag))
     if cursor is not None:
@@ -406,18 +310,18 @@ def list_studies(
             raise InvalidCursor("cursor: malformed")
         query = query.where(
             or_(
-                Study.created_at < created,
-                and_(Study.created_at == created, Study.id < last_id),
+                StudyRow.created_at < created,
+                and_(StudyRow.created_at == created, StudyRow.id < last_id),
             )
         )
-    query = query.order_by(Study.created_at.desc(), Study.id.desc()).limit(limit + 1)
+    query = query.order_by(StudyRow.created_at.desc(), StudyRow.id.desc()).limit(limit + 1)
     rows = list(session.scalars(_fresh(query)))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
         next_cursor = _encode_cursor("studies", [last.created_at.isoformat(), last.id])
-    return Page([_study_info(row) for row in rows], next_cursor)
+    return Page([study_info(row) for row in rows], next_cursor)
 
 
 def set_study_status(
@@ -439,7 +343,7 @@ def set_study_status(
         current = get_study(session, study_id)
         if current.status == status:
             return current
-        allowed = TRANSITIONS[current.status]
+        allowed = STUDY_TRANSITIONS[current.status]
         if not (status in allowed or (resume and current.status in STUDY_FINISHED)):
             hint = " (resume it)" if status in RESUME_TARGETS else ""
             raise InvalidTransition(
@@ -454,8 +358,8 @@ def set_study_status(
         else:
             values.update(finished_at=now, error=error)
         result = session.execute(
-            update(Study)
-            .where(Study.id == study_id, Study.status == current.status)
+            update(StudyRow)
+            .where(StudyRow.id == study_id, StudyRow.status == current.status)
             .values(values)
             .execution_options(synchronize_session=False)
         )
@@ -464,22 +368,26 @@ def set_study_status(
     raise InvalidTransition(f"study {study_id}: its status keeps changing; try again")
 
 
-def set_ray_job_id(session: Session, study_id: str, ray_job_id: str | None) -> None:
-    """Remember the Ray job that runs the study (to stop it on cancel)."""
+def record_launch(
+    session: Session, study_id: str, ray_job_id: str, launch_attempt: int
+) -> StudyInfo:
+    """Remember the Ray job of the study's latest launch (to stop it on cancel) and the number
+    of launches so far; the updated study."""
     result = session.execute(
-        update(Study)
-        .where(Study.id == study_id)
-        .values(ray_job_id=ray_job_id)
+        update(StudyRow)
+        .where(StudyRow.id == study_id)
+        .values(ray_job_id=ray_job_id, launch_attempt=launch_attempt)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount == 0:
         raise StudyNotFound(f"study {study_id!r} not found")
+    return get_study(session, study_id)
 
 
 def delete_study(session: Session, study_id: str) -> None:
     """Delete the study; the database cascades to its trials and their metric points."""
     result = session.execute(
-        delete(Study).where(Study.id == study_id).execution_options(synchronize_session=False)
+        delete(StudyRow).where(StudyRow.id == study_id).execution_options(synchronize_session=False)
     )
     if result.rowcount == 0:
         raise StudyNotFound(f"study {study_id!r} not found")
@@ -492,9 +400,9 @@ def delete_study(session: Session, study_id: str) -> None:
 def _count_by_status(session: Session, study_ids: Collection[str]) -> dict[str, Progress]:
     counts: dict[str, dict[str, int]] = {study_id: {} for study_id in study_ids}
     query = (
-        select(Trial.study_id, Trial.status, func.count())
-        .where(Trial.study_id.in_(list(study_ids)))
-        .group_by(Trial.study_id, Trial.status)
+        select(TrialRow.study_id, TrialRow.status, func.count())
+        .where(TrialRow.study_id.in_(list(study_ids)))
+        .group_by(TrialRow.study_id, TrialRow.status)
     )
     for study_id, status, count in session.execute(query):
         counts[study_id][status] = count
@@ -505,13 +413,13 @@ def _count_by_status(session: Session, study_ids: Collection[str]) -> dict[str, 
 
 
 def study_progress(session: Session, study_id: str) -> Progress:
-    """Trial counts per status (and ``done``) of one study."""
+    """TrialRow counts per status (and ``done``) of one study."""
     _require_study(session, study_id)
     return _count_by_status(session, [study_id])[study_id]
 
 
 def studies_progress(session: Session, study_ids: Collection[str]) -> dict[str, Progress]:
-    """Trial counts of several studies in one query (a listing page); unknown ids count 0."""
+    """TrialRow counts of several studies in one query (a listing page); unknown ids count 0."""
     return _count_by_status(session, set(study_ids)) if study_ids else {}
 
 
@@ -519,16 +427,16 @@ def studies_progress(session: Session, study_ids: Collection[str]) -> dict[str, 
 # trials: lifecycle
 
 
-def unfinished_trials(session: Session, study_id: str) -> list[TrialInfo]:
+def unfinished_trials(session: Session, study_id: str) -> list[TrialRecord]:
     """The trials a (re)run must still run (not completed, diverged or failed), in creation
     order."""
     _require_study(session, study_id)
     query = (
-        select(Trial)
-        .where(Trial.study_id == study_id, Trial.status.not_in(TRIAL_FINISHED))
-        .order_by(Trial.id)
+        select(TrialRow)
+        .where(TrialRow.study_id == study_id, TrialRow.status.not_in(TRIAL_FINISHED))
+        .order_by(TrialRow.id)
     )
-    return [_trial_info(row) for row in session.scalars(_fresh(query))]
+    return [trial_record(row) for row in session.scalars(_fresh(query))]
 
 
 def mark_trial_running(session: Session, study_id: str, key: str) -> bool:
@@ -539,7 +447,7 @@ def mark_trial_running(session: Session, study_id: str, key: str) -> bool:
     """
     return _update_unfinished_trial(
         session, study_id, key,
-        status="running", attempts=Trial.attempts + 1, started_at=utcnow(), finished_at=None,
+        status="running", attempts=TrialRow.attempts + 1, started_at=utcnow(), finished_at=None,
         reason=None,
     )  # fmt: skip
 
@@ -559,11 +467,11 @@ def _update_unfinished_trial(session: Session, study_id: str, key: str, **values
     Raises TrialNotFound / StudyNotFound when there is no such trial.
     """
     result = session.execute(
-        update(Trial)
+        update(TrialRow)
         .where(
-            Trial.study_id == study_id,
-            Trial.key == key,
-            Trial.status.not_in(TRIAL_FINISHED),
+            TrialRow.study_id == study_id,
+            TrialRow.key == key,
+            TrialRow.status.not_in(TRIAL_FINISHED),
         )
         .values(**values)
         .execution_options(synchronize_session=False)
@@ -581,8 +489,8 @@ def reset_running_trials(session: Session, study_id: str) -> int:
     """
     _require_study(session, study_id)
     result = session.execute(
-        update(Trial)
-        .where(Trial.study_id == study_id, Trial.status == "running")
+        update(TrialRow)
+        .where(TrialRow.study_id == study_id, TrialRow.status == "running")
         .values(status="pending")
         .execution_options(synchronize_session=False)
     )
@@ -597,8 +505,8 @@ def cancel_pending_trials(session: Session, study_id: str, *, include_running: b
     _require_study(session, study_id)
     statuses = ["pending", "running"] if include_running else ["pending"]
     result = session.execute(
-        update(Trial)
-        .where(Trial.study_id == study_id, Trial.status.in_(statuses))
+        update(TrialRow)
+        .where(TrialRow.study_id == study_id, TrialRow.status.in_(statuses))
         .values(status="cancelled")
         .execution_options(synchronize_session=False)
     )
@@ -615,8 +523,8 @@ def record_trial_result(
     metrics: Mapping[str, float | None] | None = None,
     reason: str | None = None,
     finished_at: datetime | None = None,
-    trial: TrialLike | None = None,
-) -> TrialInfo:
+    trial: Trial | None = None,
+) -> TrialRecord:
     """Store a trial's outcome, idempotently by (study, key); the stored trial.
 
     ``status`` is completed, diverged, failed or cancelled. ``final_objective`` may be any
@@ -645,7 +553,7 @@ def record_trial_result(
         row = _load_trial(session, study_id, key)
         assert row is not None  # inserted just now, or by a concurrent writer
     if status == "cancelled" and row.status in TRIAL_FINISHED:
-        return _trial_info(row)
+        return trial_record(row)
     unchanged = (
         row.status == status
         and row.final_objective == value
@@ -654,7 +562,7 @@ def record_trial_result(
         and (encoded_metrics is None or row.metrics == encoded_metrics)
     )
     if unchanged:
-        return _trial_info(row)
+        return trial_record(row)
     values: dict[str, Any] = {
         "status": status,
         "final_objective": value,
@@ -664,11 +572,11 @@ def record_trial_result(
     }
     if encoded_metrics is not None:
         values["metrics"] = encoded_metrics
-    guard = [Trial.id == row.id]
+    guard = [TrialRow.id == row.id]
     if status == "cancelled":  # a result may land between our read and this write
-        guard.append(Trial.status.not_in(TRIAL_FINISHED))
+        guard.append(TrialRow.status.not_in(TRIAL_FINISHED))
     session.execute(
-        update(Trial).where(*guard).values(values).execution_options(synchronize_session=False)
+        update(TrialRow).where(*guard).values(values).execution_options(synchronize_session=False)
     )
     return get_trial(session, study_id, key)
 
@@ -709,13 +617,13 @@ def record_metric_points(
     # One statement compiled once and executed for 1,000 rows at a time; with RETURNING,
     # SQLAlchemy sends each batch as one multi-row VALUES ("insertmanyvalues"), several times
     # faster on PostgreSQL than row-by-row executemany or a VALUES list compiled per batch.
-    statement = _insert(session, MetricPoint.__table__)
+    statement = _insert(session, MetricPointRow.__table__)
     statement = statement.on_conflict_do_update(
         index_elements=["trial_id", "step", "name"],
         set_={"value": statement.excluded.value, "kind": statement.excluded.kind},
     )
     for chunk in _chunks(batch, POINT_BATCH):
-        session.execute(statement.returning(MetricPoint.id), list(chunk)).all()
+        session.execute(statement.returning(MetricPointRow.id), list(chunk)).all()
     return len(batch)
 
 
@@ -724,12 +632,12 @@ def metric_curve(
 ) -> list[CurvePoint]:
     """A trial's recorded points ordered by step (then name), optionally of one metric."""
     trial_id = _trial_id(session, study_id, key)
-    query = select(MetricPoint.step, MetricPoint.name, MetricPoint.value, MetricPoint.kind).where(
-        MetricPoint.trial_id == trial_id
-    )
+    query = select(
+        MetricPointRow.step, MetricPointRow.name, MetricPointRow.value, MetricPointRow.kind
+    ).where(MetricPointRow.trial_id == trial_id)
     if name is not None:
-        query = query.where(MetricPoint.name == name)
-    query = query.order_by(MetricPoint.step, MetricPoint.name)
+        query = query.where(MetricPointRow.name == name)
+    query = query.order_by(MetricPointRow.step, MetricPointRow.name)
     return [
         CurvePoint(step, point_name, decode_float(value, kind))  # type: ignore[arg-type]
         for step, point_name, value, kind in session.execute(query)
@@ -740,12 +648,12 @@ def metric_curve(
 # trials: reading
 
 
-def get_trial(session: Session, study_id: str, key: str) -> TrialInfo:
+def get_trial(session: Session, study_id: str, key: str) -> TrialRecord:
     """One trial by key, or TrialNotFound / StudyNotFound."""
     row = _load_trial(session, study_id, key)
     if row is None:
         _trial_id(session, study_id, key)  # raises the right error
-    return _trial_info(row)  # type: ignore[arg-type]
+    return trial_record(row)  # type: ignore[arg-type]
 
 
 def _eta_bound(name: str, value: float | None) -> float | None:
@@ -764,7 +672,7 @@ def list_trials(
     eta_max: float | None = None,
     limit: int = 100,
     cursor: str | None = None,
-) -> Page[TrialInfo]:
+) -> Page[TrialRecord]:
     """A study's trials in creation order (trial id), filtered, one page.
 
     ``eta_min``/``eta_max`` are inclusive bounds; ALI-G∞ (``eta`` NULL, an infinite η) passes
@@ -772,32 +680,32 @@ def list_trials(
     """
     _check_limit(limit)
     _require_study(session, study_id)
-    query: Select[tuple[Trial]] = select(Trial).where(Trial.study_id == study_id)
+    query: Select[tuple[TrialRow]] = select(TrialRow).where(TrialRow.study_id == study_id)
     if optimizer is not None:
-        query = query.where(Trial.optimizer == optimizer)
+        query = query.where(TrialRow.optimizer == optimizer)
     wanted = _statuses(status, TRIAL_STATUSES)
     if wanted is not None:
-        query = query.where(Trial.status.in_(wanted))
+        query = query.where(TrialRow.status.in_(wanted))
     if _eta_bound("eta_min", eta_min) is not None:
-        query = query.where(or_(Trial.eta >= eta_min, Trial.eta.is_(None)))
+        query = query.where(or_(TrialRow.eta >= eta_min, TrialRow.eta.is_(None)))
     if _eta_bound("eta_max", eta_max) is not None:
-        query = query.where(Trial.eta <= eta_max)
+        query = query.where(TrialRow.eta <= eta_max)
     listing = f"trials:{study_id}"
     if cursor is not None:
         (last_id,) = _decode_cursor(cursor, listing, 1)
         if isinstance(last_id, bool) or not isinstance(last_id, int):
             raise InvalidCursor("cursor: malformed")
-        query = query.where(Trial.id > last_id)
-    rows = list(session.scalars(_fresh(query.order_by(Trial.id).limit(limit + 1))))
+        query = query.where(TrialRow.id > last_id)
+    rows = list(session.scalars(_fresh(query.order_by(TrialRow.id).limit(limit + 1))))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = _encode_cursor(listing, [rows[-1].id])
-    return Page([_trial_info(row) for row in rows], next_cursor)
+    return Page([trial_record(row) for row in rows], next_cursor)
 
 
 def trial_records(session: Session, study_id: str) -> list[TrialRecord]:
     """Every trial of the study as the analysis' plain records (creation order)."""
     _require_study(session, study_id)
-    query = select(Trial).where(Trial.study_id == study_id).order_by(Trial.id)
-    return [_trial_info(row).record() for row in session.scalars(_fresh(query))]
+    query = select(TrialRow).where(TrialRow.study_id == study_id).order_by(TrialRow.id)
+    return [trial_record(row) for row in session.scalars(_fresh(query))]

@@ -1,15 +1,18 @@
 """AALIG: the step size, the AOV schedule, its two code paths and its saved state."""
 
 import copy
+import inspect
 import io
 
 import pytest
 import torch
 
-from optim.aalig import AALIG, section_ends
+from optim.aalig import AALIG
 from optim.alig import AliG
+from optim.aov_schedule import section_ends
 from optim.exceptions import InvalidHyperparameterError, MissingClosureError
-from tests.optim.helpers import batches, flat, mlp, regression_data
+from optim.reference import AALIGReference
+from tests.optim.helpers import assert_matches_reference, batches, flat, mlp, regression_data
 
 F64 = torch.float64
 
@@ -222,6 +225,34 @@ def test_foreach_matches_reference_path():
     assert torch.isfinite(flat(fast)).all()
 
 
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize(
+    ("options", "second"),
+    [
+        ({"momentum": 0.0}, {}),
+        ({"momentum": 0.9, "weight_decay": 1e-4}, {"max_lr": 0.05, "momentum": 0.5}),
+        (
+            {"momentum": 0.9, "sections": 3, "lower_bound": 0.01, "eps": 1e-3},
+            {"weight_decay": 1e-2},
+        ),
+    ],
+)
+def test_matches_the_reference_step_by_step(options, second, foreach):
+    # 64 samples, 4 steps an epoch, 40 steps = 10 epochs: sections close after epochs 3, 6, 8,
+    # 11 (5 sections of 13 epochs) or 5, 9 (3 sections).
+    options = {"max_lr": 0.5, "n_samples": 64, "epochs": 13, "sections": 5} | options
+    optimizer, reference = assert_matches_reference(
+        lambda groups: AALIG(groups, **options, foreach=foreach),
+        AALIGReference,
+        steps=40,
+        **second,
+    )
+    assert optimizer.epoch == reference.epoch == 10
+    expected = torch.tensor(reference.aov, dtype=F64)
+    torch.testing.assert_close(optimizer.aov, expected, rtol=1e-12, atol=1e-14)
+    assert optimizer.aov.gt(options.get("lower_bound", 0.0)).any()  # the sections moved them
+
+
 def test_loss_decreases_on_regression():
     model = mlp()
     optimizer = AALIG(model.parameters(), max_lr=1.0, n_samples=64, epochs=25, momentum=0.9)
@@ -396,6 +427,35 @@ def test_state_dict_round_trip_continues_identically():
     assert optimizer.epoch == twin_optimizer.epoch == 6
 
 
+def test_state_dict_holds_every_hyperparameter_and_a_fresh_optimizer_continues_identically():
+    hyperparameters = {"max_lr": 0.4, "n_samples": 64, "epochs": 6, "momentum": 0.5}
+    hyperparameters |= {"weight_decay": 1e-3, "sections": 3, "lower_bound": 0.01, "eps": 1e-4}
+    assert set(hyperparameters) == set(inspect.signature(AALIG).parameters) - {"params", "foreach"}
+    model = mlp()
+    optimizer = AALIG(model.parameters(), **hyperparameters)
+    train(model, optimizer, steps=9)
+    saved = copy.deepcopy(optimizer.state_dict())
+    group = saved["param_groups"][0]
+    assert {name: group[name] for name in hyperparameters} == hyperparameters
+
+    twin = copy.deepcopy(model)
+    # the required arguments only, all different: the saved hyperparameters win
+    fresh = AALIG(twin.parameters(), max_lr=9.0, n_samples=10, epochs=60)
+    fresh.load_state_dict(saved)
+    assert fresh.section_ends == (2, 4, 6)
+    assert train(model, optimizer, steps=15, start=9) == train(twin, fresh, steps=15, start=9)
+    assert torch.equal(flat(model), flat(twin))
+    assert torch.equal(optimizer.aov, fresh.aov)
+
+
+def test_load_state_dict_rejects_a_state_of_another_version():
+    optimizer = scalar_optimizer(n_samples=1, epochs=1, sections=1)
+    state = optimizer.state_dict()
+    state["aalig"]["version"] = 1
+    with pytest.raises(InvalidHyperparameterError, match="version 1"):
+        scalar_optimizer(n_samples=1, epochs=1, sections=1).load_state_dict(state)
+
+
 def test_round_trip_keeps_the_partial_epoch():
     # The reference of the section includes the losses recorded before saving.
     optimizer = scalar_optimizer(n_samples=2, epochs=1, sections=1)
@@ -473,6 +533,16 @@ def test_bad_hyperparameters_name_the_field(kwargs, field):
 def test_bad_group_override_is_rejected(override):
     field = next(iter(override))
     with pytest.raises(InvalidHyperparameterError, match=field):
+        AALIG([{"params": mlp().parameters(), **override}], **REQUIRED)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"n_samples": 20}, {"epochs": 2}, {"sections": 3}, {"lower_bound": 1.0}, {"eps": 0.0}],
+)
+def test_groups_cannot_override_a_shared_hyperparameter(override):
+    field = next(iter(override))
+    with pytest.raises(InvalidHyperparameterError, match=f"{field} is shared by all parameter"):
         AALIG([{"params": mlp().parameters(), **override}], **REQUIRED)
 
 

@@ -1,6 +1,8 @@
 """ALI-G against the paper's toy examples, a reference implementation and its own slow path."""
 
 import copy
+import inspect
+import io
 import math
 
 import pytest
@@ -9,7 +11,8 @@ from pytorch_optimizer import AliG as ReferenceAliG
 
 from optim.alig import AliG
 from optim.exceptions import InvalidHyperparameterError, MissingClosureError
-from tests.optim.helpers import batches, flat, mlp, regression_data
+from optim.reference import AliGReference
+from tests.optim.helpers import assert_matches_reference, batches, flat, mlp, regression_data
 
 
 def figure2_run(max_lr: float | None, steps: int) -> list[float]:
@@ -146,6 +149,25 @@ def test_foreach_matches_forloop(momentum, radius):
         torch.testing.assert_close(flat(fast), flat(slow), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize(
+    ("options", "second"),
+    [
+        ({"max_lr": 0.5}, {}),
+        ({"max_lr": 0.5, "momentum": 0.9}, {"max_lr": 0.05}),
+        ({"max_lr": None, "momentum": 0.5, "eps": 1e-3}, {"max_lr": 0.2, "momentum": 0.9}),
+        ({"max_lr": 1.0, "momentum": 0.9, "radius": 2.0}, {"momentum": 0.0}),
+    ],
+)
+def test_matches_the_reference_step_by_step(options, second, foreach):
+    optimizer, _ = assert_matches_reference(
+        lambda groups: AliG(groups, **options, foreach=foreach),
+        AliGReference,
+        **second,
+    )
+    assert optimizer.last_step_size is not None
+
+
 def test_projection_keeps_global_norm_within_radius():
     model = mlp()
     initial = flat(model).norm().item()
@@ -188,6 +210,26 @@ def test_state_dict_round_trip_continues_identically():
     assert twin_optimizer.param_groups[0]["max_lr"] == 0.5
     train(model, optimizer, steps=10)
     train(twin, twin_optimizer, steps=10)
+    assert torch.equal(flat(model), flat(twin))
+
+
+def test_state_dict_holds_every_hyperparameter_and_a_fresh_optimizer_continues_identically():
+    hyperparameters = {"max_lr": 0.3, "momentum": 0.9, "radius": 4.0, "eps": 1e-3}
+    assert set(hyperparameters) == set(inspect.signature(AliG).parameters) - {"params", "foreach"}
+    model = mlp()
+    optimizer = AliG(model.parameters(), **hyperparameters)
+    train(model, optimizer, steps=5)
+    buffer = io.BytesIO()
+    torch.save(optimizer.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    group = saved["param_groups"][0]
+    assert {name: group[name] for name in hyperparameters} == hyperparameters
+
+    twin = copy.deepcopy(model)
+    fresh = AliG(twin.parameters())  # every hyperparameter at its default: the saved ones win
+    fresh.load_state_dict(saved)
+    assert train(model, optimizer, steps=10) == train(twin, fresh, steps=10)
     assert torch.equal(flat(model), flat(twin))
 
 
@@ -249,6 +291,13 @@ def test_bad_hyperparameters_name_the_field(kwargs, field):
 def test_bad_group_override_is_rejected():
     with pytest.raises(ValueError, match="max_lr"):
         AliG([{"params": mlp().parameters(), "max_lr": -2.0}], max_lr=1.0)
+
+
+@pytest.mark.parametrize("override", [{"radius": 1.0}, {"eps": 0.1}])
+def test_groups_cannot_override_a_shared_hyperparameter(override):
+    field = next(iter(override))
+    with pytest.raises(InvalidHyperparameterError, match=f"{field} is shared by all parameter"):
+        AliG([{"params": mlp().parameters(), **override}], max_lr=1.0)
 
 
 def test_missing_closure_says_how_to_fix_it():

@@ -1,6 +1,7 @@
 """L4 (L4Mom, L4Adam): hand-computed steps, L_min, convergence, foreach vs reference, state."""
 
 import copy
+import inspect
 import io
 import itertools
 import math
@@ -10,6 +11,8 @@ import torch
 
 from optim.exceptions import InvalidHyperparameterError, MissingClosureError
 from optim.l4 import L4, L4Adam, L4Mom
+from optim.reference import L4Reference
+from tests.optim.helpers import assert_matches_reference
 
 DIRECTIONS = ["momentum", "adam"]
 
@@ -25,7 +28,7 @@ def tiny_params() -> tuple[torch.Tensor, torch.Tensor]:
     return w0, w1
 
 
-def tiny_step(opt: L4, w0: torch.Tensor, w1: torch.Tensor) -> float:
+def tiny_step(opt: torch.optim.Optimizer, w0: torch.Tensor, w1: torch.Tensor) -> float:
     opt.zero_grad()
     loss = tiny_loss(w0, w1)
     loss.backward()
@@ -64,46 +67,52 @@ def test_first_step_adam_by_hand():
     assert w1.item() == pytest.approx(expected[1].item(), rel=1e-12)
 
 
-def reference_l4(direction: str, steps: int, fraction: float = 0.15) -> list[tuple[float, float]]:
-    """Straight from the formulas, float64: the (eta_t, L_min used) of each step, and w."""
-    w = torch.tensor([1.0, -2.0], dtype=torch.float64)
-    m = torch.zeros(2, dtype=torch.float64)
-    s = torch.zeros(2, dtype=torch.float64)
-    min_loss = None
-    out = []
-    for t in range(1, steps + 1):
-        wg = w.clone().requires_grad_(True)
-        loss = tiny_loss(wg[:1], wg[1:])
-        (grad,) = torch.autograd.grad(loss, wg)
-        value = float(loss.detach())
-        m = 0.9 * m + 0.1 * grad
-        s = 0.999 * s + 0.001 * grad * grad
-        g = m / (1 - 0.9**t)
-        v = g if direction == "momentum" else g / ((s / (1 - 0.999**t)).sqrt() + 1e-4)
-        min_loss = 0.75 * value if min_loss is None else min(min_loss, value)
-        eta = max(fraction * (value - 0.9 * min_loss) / (float(v @ g) + 1e-12), 0.0)
-        w = w - eta * v
-        out.append((eta, min_loss, w.clone()))
-        min_loss *= 1.0 + 1.0 / 1000.0
-    return out
-
-
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("foreach", [True, False])
 def test_several_steps_match_the_formulas(direction, foreach):
     w0, w1 = tiny_params()
+    r0, r1 = tiny_params()
     # two groups: <v, g> and L_min are global, the step is the same for both
-    opt = L4([{"params": [w0]}, {"params": [w1]}], fraction=0.3, direction=direction)
-    opt.foreach = foreach
-    expected = reference_l4(direction, 6, fraction=0.3)
+    opt = L4(
+        [{"params": [w0]}, {"params": [w1]}], fraction=0.3, direction=direction, foreach=foreach
+    )
+    reference = L4Reference([{"params": [r0]}, {"params": [r1]}], **opt.defaults)
     etas = []
-    for eta, min_loss, w in expected:
+    for _ in range(6):
         tiny_step(opt, w0, w1)
+        tiny_step(reference, r0, r1)
+        eta = reference.last_step_sizes[0]
+        assert reference.last_step_sizes == [eta, eta]
         etas.append(opt.last_step_size)
         assert opt.last_step_sizes == pytest.approx([eta, eta], rel=1e-10)
-        assert opt.last_min_loss == pytest.approx(min_loss, rel=1e-12)
-        torch.testing.assert_close(torch.cat([w0, w1]).detach(), w, rtol=1e-10, atol=1e-12)
+        assert opt.last_min_loss == pytest.approx(reference.last_min_loss, rel=1e-12)
+        expected = torch.cat([r0, r1]).detach()
+        torch.testing.assert_close(torch.cat([w0, w1]).detach(), expected, rtol=1e-10, atol=1e-12)
     assert len(set(etas)) == len(etas)  # the step size really adapts
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize(
+    ("options", "second"),
+    [
+        ({"direction": "momentum"}, {}),
+        ({"direction": "momentum", "fraction": 0.3, "gamma_l": 0.5}, {"fraction": 0.05}),
+        ({"direction": "adam"}, {}),
+        (
+            {"direction": "adam", "beta1": 0.8, "adam_eps": 1e-3, "forget_time": 10.0},
+            {"fraction": 0.3},
+        ),
+    ],
+)
+def test_matches_the_reference_step_by_step(options, second, foreach):
+    optimizer, reference = assert_matches_reference(
+        lambda groups: L4(groups, **options, foreach=foreach),
+        L4Reference,
+        **second,
+    )
+    assert optimizer.last_min_loss == pytest.approx(reference.last_min_loss, rel=1e-12)
+    assert optimizer.min_loss == pytest.approx(reference.min_loss, rel=1e-12)
+    assert optimizer.num_steps == reference.num_steps == 24
 
 
 def test_min_loss_evolution():
@@ -254,6 +263,37 @@ def test_state_dict_round_trip_continues_identically(direction):
     assert not torch.allclose(model[0].weight, fresh_twin[0].weight)
 
 
+def test_state_dict_holds_every_hyperparameter_and_a_fresh_optimizer_continues_identically():
+    hyperparameters = {
+        "fraction": 0.2,
+        "direction": "adam",
+        "gamma_l": 0.8,
+        "init_factor": 0.5,
+        "forget_time": 100.0,
+        "beta1": 0.8,
+        "beta2": 0.99,
+        "adam_eps": 1e-3,
+        "eps": 1e-10,
+    }
+    assert set(hyperparameters) == set(inspect.signature(L4).parameters) - {"params", "foreach"}
+    model, x, y = mlp_problem(3)
+    opt = L4(model.parameters(), **hyperparameters)
+    for i in range(5):
+        one_step(opt, model, x, y, i)
+    saved = copy.deepcopy(opt.state_dict())
+    group = saved["param_groups"][0]
+    assert {name: group[name] for name in hyperparameters} == hyperparameters
+
+    twin = copy.deepcopy(model)
+    fresh = L4(twin.parameters())  # every hyperparameter at its default: the saved ones win
+    fresh.load_state_dict(saved)
+    assert fresh.direction == "adam"
+    for i in range(5, 15):
+        assert one_step(opt, model, x, y, i) == one_step(fresh, twin, x, y, i)
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
 def test_named_variants():
     w = torch.zeros(1, requires_grad=True)
     assert L4Mom([w]).direction == "momentum"
@@ -300,6 +340,14 @@ def test_bad_group_fraction():
     w = torch.zeros(1, requires_grad=True)
     with pytest.raises(InvalidHyperparameterError, match="fraction"):
         L4([{"params": [w], "fraction": 0.0}])
+
+
+@pytest.mark.parametrize("override", [{"direction": "adam"}, {"beta1": 0.5}, {"eps": 0.0}])
+def test_groups_cannot_override_a_shared_hyperparameter(override):
+    w = torch.zeros(1, requires_grad=True)
+    field = next(iter(override))
+    with pytest.raises(InvalidHyperparameterError, match=f"{field} is shared by all parameter"):
+        L4([{"params": [w], **override}])
 
 
 def test_missing_closure():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from optim import stepping
+from optim.closure import step_with_closure
 from optim.exceptions import InvalidHyperparameterError, UnknownOptimizerError
 from optim.registry import OPTIMIZERS, build_optimizer, optimizer_info
 from tests.optim.helpers import flat, mlp, regression_data
@@ -39,7 +39,7 @@ def train(name: str, steps: int = 20, radius: float | None = None) -> tuple[list
         per_sample = (model(x[indices]) - y[indices]).pow(2).squeeze(1)
         loss = per_sample.mean()
         loss.backward()
-        stepping.step(optimizer, info.closure, loss, per_sample, indices)
+        step_with_closure(optimizer, info.closure, loss, per_sample, indices)
         losses.append(loss.item())
         if (step + 1) * batch % n == 0 and hasattr(optimizer, "end_epoch"):
             optimizer.end_epoch()
@@ -124,4 +124,4 @@ def test_per_sample_step_without_indices_is_a_clear_error():
     loss = model(torch.ones(4, 5)).pow(2).mean()
     loss.backward()
     with pytest.raises(ValueError, match="per-sample losses"):
-        stepping.step(optimizer, "per-sample", loss)
+        step_with_closure(optimizer, "per-sample", loss)

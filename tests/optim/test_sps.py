@@ -1,6 +1,7 @@
 """SPS_max: hand-computed steps, equivalence with ALI-G (c = 1), foreach vs reference, state."""
 
 import copy
+import inspect
 import io
 import math
 
@@ -9,7 +10,9 @@ import torch
 
 from optim.alig import AliG
 from optim.exceptions import InvalidHyperparameterError, MissingClosureError
+from optim.reference import SPSReference
 from optim.sps import SPS
+from tests.optim.helpers import assert_matches_reference
 
 
 def quadratic_step(optimizer: SPS, w: torch.Tensor, a: float = 2.0, b: float = 1.0) -> float:
@@ -160,6 +163,23 @@ def test_foreach_equals_reference():
     assert model[0].weight.grad is not None
 
 
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize(
+    ("options", "second"),
+    [
+        ({"max_lr": 0.5}, {}),
+        ({"max_lr": 5.0, "c": 1.0, "eps": 1e-3}, {"max_lr": 0.05}),
+        ({"max_lr": 0.2, "f_star": 0.01}, {"max_lr": 1.0}),
+    ],
+)
+def test_matches_the_reference_step_by_step(options, second, foreach):
+    assert_matches_reference(
+        lambda groups: SPS(groups, **options, foreach=foreach),
+        SPSReference,
+        **second,
+    )
+
+
 def test_sps_decreases_the_loss():
     model, x, y = make_problem(2)
     with torch.no_grad():
@@ -207,6 +227,24 @@ def test_state_dict_round_trip_continues_identically():
         assert torch.equal(p, q)
 
 
+def test_state_dict_holds_every_hyperparameter_and_a_fresh_optimizer_continues_identically():
+    hyperparameters = {"max_lr": 0.3, "c": 0.8, "f_star": 0.01, "eps": 1e-4}
+    assert set(hyperparameters) == set(inspect.signature(SPS).parameters) - {"params", "foreach"}
+    model, x, y = make_problem(4)
+    opt = SPS(model.parameters(), **hyperparameters)
+    run(opt, model, x, y, 5)
+    saved = copy.deepcopy(opt.state_dict())
+    group = saved["param_groups"][0]
+    assert {name: group[name] for name in hyperparameters} == hyperparameters
+
+    twin = copy.deepcopy(model)
+    fresh = SPS(twin.parameters(), max_lr=7.0)  # c, f_star and eps at their defaults
+    fresh.load_state_dict(saved)
+    assert run(opt, model, x, y, 10) == run(fresh, twin, x, y, 10)
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -232,6 +270,14 @@ def test_bad_group_max_lr():
     w = torch.zeros(1, requires_grad=True)
     with pytest.raises(InvalidHyperparameterError, match="max_lr"):
         SPS([{"params": [w], "max_lr": -2.0}], max_lr=1.0)
+
+
+@pytest.mark.parametrize("override", [{"c": 1.0}, {"f_star": 0.5}, {"eps": 0.0}])
+def test_groups_cannot_override_a_shared_hyperparameter(override):
+    w = torch.zeros(1, requires_grad=True)
+    field = next(iter(override))
+    with pytest.raises(InvalidHyperparameterError, match=f"{field} is shared by all parameter"):
+        SPS([{"params": [w], **override}], max_lr=1.0)
 
 
 def test_missing_or_bad_closure():

@@ -242,9 +242,9 @@ def test_submit_prints_the_id(ray_url, submitted, study_id):
     assert f"sensitivity status {study_id}" in submitted.output  # the hint, on stderr
     with ApiClient(ray_url) as client:
         study = client.get_study(study_id)
-    assert study["name"] == "smoke"
-    assert study["n_trials"] == 15
-    assert study["spec"]["budget"]["epochs"] == 1
+    assert study.name == "smoke"
+    assert study.n_trials == 15
+    assert study.spec["budget"]["epochs"] == 1
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ MULTI_BATCH: dict[str, Any] = {
 
 
 def spec(**changes: Any) -> dict[str, Any]:
-    """The minimal spec of DESIGN.md with ``changes`` (a value of ``None`` removes the key)."""
+    """The minimal spec of the README with ``changes`` (a value of ``None`` removes the key)."""
     base: dict[str, Any] = {
         "task": "matrix-factorisation",
         "optimizers": ["alig", "sgd"],
@@ -378,7 +378,7 @@ def test_garbage_bodies_are_4xx_never_500(
         (spec(optimizers=[{"name": {"a": [1, {"b": 2}]}}]), "optimizers[0]"),
         (
             spec(optimizers=[{"name": "sgd", "options": {"momentum": [[[[1]]]]}}]),
-            "optimizers[0].options: momentum must be a number",
+            "optimizers[0].options.momentum: Input should be a valid number",
         ),
         (spec(grid={"eta": {"from": "a", "to": [1]}}), "grid.eta: "),
         (spec(tags=[{"a": 1}]), "tags[0]: Input should be a valid string"),

@@ -20,7 +20,7 @@ from studies.analysis import (
     slices,
     tunability,
 )
-from studies.records import TrialRecord
+from studies.trial import TrialRecord
 
 _keys = count()
 

@@ -58,7 +58,7 @@ def test_upgrade_is_idempotent_and_records_the_head_revision(empty_engine):
     with empty_engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         revision = context.get_current_revision()
-    assert revision == "0001"
+    assert revision == "0002"
 
 
 def test_upgrade_accepts_a_url_and_creates_the_sqlite_directory(tmp_path):
@@ -70,4 +70,26 @@ def test_upgrade_accepts_a_url_and_creates_the_sqlite_directory(tmp_path):
 def test_the_script_directory_has_one_head():
     from alembic.script import ScriptDirectory
 
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0001"]
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0002"]
+
+
+def test_0002_counts_the_launches_of_studies_made_before_it(empty_engine):
+    from sqlalchemy import text
+
+    upgrade(empty_engine, "0001")
+    rows = [("a" * 32, None), ("b" * 32, "dnc-" + "b" * 32), ("c" * 32, "dnc-" + "c" * 32 + "-r2")]
+    with empty_engine.begin() as connection:
+        for study_id, job_id in rows:
+            connection.execute(
+                text(
+                    "INSERT INTO sens_studies (id, name, task, spec, tags, status, ray_job_id,"
+                    " created_at, updated_at) VALUES (:id, 'x', 'dnc-copy', '{}', '[]',"
+                    " 'succeeded', :job, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": study_id, "job": job_id},
+            )
+    upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        counts = dict(connection.execute(text("SELECT id, launch_attempt FROM sens_studies")).all())
+    # never launched: 0; the first launch's job id: 1; the second resume ("-r2"): 3 launches
+    assert counts == {"a" * 32: 0, "b" * 32: 1, "c" * 32: 3}

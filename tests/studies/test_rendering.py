@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from studies.analysis import Heatmap, heatmap, sensitivity
-from studies.records import TrialRecord
 from studies.rendering import (
     DPI,
     FORMATS,
@@ -21,6 +20,7 @@ from studies.rendering import (
 )
 from studies.rendering.curves import CURVES_SIZE, SENSITIVITY_SIZE
 from studies.rendering.limits import PLOT_LIMIT, plottable
+from studies.trial import TrialRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

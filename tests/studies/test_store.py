@@ -7,7 +7,6 @@ SQLite file and a truncated PostgreSQL database.
 import math
 import re
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select, text
@@ -22,17 +21,16 @@ from studies.exceptions import (
     StudyNotFound,
     TrialNotFound,
 )
-from studies.records import TrialRecord
-from studies.store import NewTrial, Store, make_engine
+from studies.store import Store, make_engine
 from studies.store import repository as repo
 from studies.store.codec import decode_metrics, encode_float, encode_metrics
-from studies.store.models import MetricPoint, Study, Trial
-from studies.trial_config import TrialConfig
+from studies.store.models import MetricPointRow, StudyRow, TrialRow
+from studies.trial import Trial, TrialConfig, TrialRecord
 
 SPEC = {"task": "matrix-factorisation", "optimizers": ["alig", "sgd"], "budget": {"epochs": 5}}
 
 
-def new_trial(optimizer: str, eta: float | None, seed: int = 0, **extra) -> NewTrial:
+def new_trial(optimizer: str, eta: float | None, seed: int = 0, **extra) -> Trial:
     config = TrialConfig(
         task="matrix-factorisation",
         optimizer=optimizer,
@@ -41,15 +39,7 @@ def new_trial(optimizer: str, eta: float | None, seed: int = 0, **extra) -> NewT
         seed=seed,
         budget=5,
     )
-    return NewTrial(
-        key=f"{optimizer}-{eta}-{seed}",
-        config=config.model_dump(mode="json"),
-        optimizer=optimizer,
-        eta=eta,
-        batch_size=32,
-        seed=seed,
-        extra_axes=extra,
-    )
+    return Trial.of(optimizer, config, extra, key=f"{optimizer}-{eta}-{seed}")
 
 
 GRID = [new_trial(o, eta) for o in ("alig", "sgd") for eta in (0.01, 0.1, 1.0)] + [
@@ -96,8 +86,8 @@ def test_session_rolls_back_on_error(store):
     with pytest.raises(RuntimeError), store.session() as session:
         repo.create_study(session, name="x", task="t", spec=SPEC, trials=GRID)
         raise RuntimeError("boom")
-    assert count(store, Study) == 0
-    assert count(store, Trial) == 0
+    assert count(store, StudyRow) == 0
+    assert count(store, TrialRow) == 0
 
 
 def test_timestamps_are_aware_utc(store):
@@ -133,17 +123,17 @@ def test_create_and_get_study_with_its_trials(store):
     assert infinity.final_objective is None and infinity.objective_kind is None
 
 
-def test_create_accepts_planned_trials_with_pydantic_configs(store):
-    config = TrialConfig(task="dnc", optimizer="adam", eta=1e-3, batch_size=8, budget=2)
-
-    planned = SimpleNamespace(  # the shape of studies.spec.PlannedTrial
-        key="k", config=config, optimizer="adam", eta=1e-3, batch_size=8, radius=1.5,
-        weight_decay=0.1, seed=3, extra_axes={"rank": 10},
+def test_a_trial_round_trips_through_its_row(store):
+    config = TrialConfig(
+        task="dnc", optimizer="adam", eta=1e-3, batch_size=8, radius=1.5, weight_decay=0.1,
+        seed=3, budget=2, task_options={"rank": 10},
     )  # fmt: skip
+    planned = Trial.of("adam", config, {"rank": 10}, key="k")
     study = create(store, trials=[planned])
     with store.session() as session:
         trial = repo.get_trial(session, study.id, "k")
-    assert trial.config == config.model_dump(mode="json")
+    assert trial.config == config
+    assert trial.trial == planned  # the record gives back the very trial that was stored
     assert (trial.radius, trial.weight_decay, trial.seed, trial.extra_axes) == (
         1.5,
         0.1,
@@ -155,7 +145,7 @@ def test_create_accepts_planned_trials_with_pydantic_configs(store):
 def test_duplicate_trial_keys_are_a_spec_error(store):
     with pytest.raises(SpecError, match=r"trials\[1\]\.key: duplicate"), store.session() as session:
         repo.create_study(session, name="x", task="t", spec=SPEC, trials=[GRID[0], GRID[0]])
-    assert count(store, Study) == 0
+    assert count(store, StudyRow) == 0
 
 
 def test_add_trials_skips_known_keys(store):
@@ -214,7 +204,7 @@ def test_same_created_at_is_ordered_by_id(store):
     studies = [create(store, name=f"s{i}") for i in range(4)]
     instant = datetime(2030, 1, 1, tzinfo=UTC)
     with store.session() as session:
-        session.execute(Study.__table__.update().values(created_at=instant))
+        session.execute(StudyRow.__table__.update().values(created_at=instant))
     with store.session() as session:
         first = repo.list_studies(session, limit=2)
         second = repo.list_studies(session, limit=2, cursor=first.next_cursor)
@@ -255,7 +245,7 @@ def test_idempotency_key_same_request_returns_the_same_study(store):
             idempotency_key="req-1",
         )  # fmt: skip
     assert not created and again.id == first.id
-    assert count(store, Study) == 1 and count(store, Trial) == len(GRID)
+    assert count(store, StudyRow) == 1 and count(store, TrialRow) == len(GRID)
 
 
 def test_idempotency_key_with_another_body_conflicts(store):
@@ -270,10 +260,10 @@ def test_idempotency_key_with_another_body_conflicts(store):
             session, name="x", task="t", spec=SPEC, trials=[], idempotency_key="req-1",
             request_hash="explicit",
         )  # fmt: skip
-    assert count(store, Study) == 1
+    assert count(store, StudyRow) == 1
     create(store, idempotency_key="req-2")  # another key is another study
     create(store)  # and no key never conflicts
-    assert count(store, Study) == 3
+    assert count(store, StudyRow) == 3
 
 
 def test_a_create_that_loses_the_race_for_its_key_returns_the_winner(store, monkeypatch):
@@ -297,7 +287,7 @@ def test_a_create_that_loses_the_race_for_its_key_returns_the_winner(store, monk
         repo.create_study(
             session, name="other", task="t", spec=SPEC, trials=GRID, idempotency_key="race"
         )
-    assert count(store, Study) == 1 and count(store, Trial) == len(GRID)
+    assert count(store, StudyRow) == 1 and count(store, TrialRow) == len(GRID)
 
 
 # --- status transitions ----------------------------------------------------------------------
@@ -318,8 +308,9 @@ def test_study_transitions_set_timestamps_and_errors(store):
         assert resumed.started_at >= failed.started_at
         done = repo.set_study_status(session, study.id, "succeeded")
         assert done.status == "succeeded" and done.finished_at is not None
-        repo.set_ray_job_id(session, study.id, study.id)
-        assert repo.get_study(session, study.id).ray_job_id == study.id
+        launched = repo.record_launch(session, study.id, study.id, 3)
+        assert (launched.ray_job_id, launched.launch_attempt) == (study.id, 3)
+        assert repo.get_study(session, study.id) == launched
 
 
 @pytest.mark.parametrize(
@@ -428,7 +419,7 @@ def test_upserting_the_same_result_twice_leaves_one_row_with_the_same_values(sto
         second = repo.record_trial_result(session, study.id, key, **result)
     assert second == first  # timestamps included
     with store.session() as session:
-        rows = session.scalars(select(Trial).where(Trial.key == key)).all()
+        rows = session.scalars(select(TrialRow).where(TrialRow.key == key)).all()
         assert len(rows) == 1
         assert (rows[0].final_objective, rows[0].objective_kind) == (0.125, "finite")
         assert rows[0].metrics == {"loss": 0.125, "acc": 0.9}
@@ -443,7 +434,7 @@ def test_upserting_the_same_result_twice_leaves_one_row_with_the_same_values(sto
         )
     assert (third.status, third.objective_kind, third.reason) == ("diverged", "nan", "loss is nan")
     assert third.metrics == first.metrics
-    assert count(store, Trial) == len(GRID)
+    assert count(store, TrialRow) == len(GRID)
 
 
 def test_result_for_an_unknown_trial_inserts_it_when_described(store):
@@ -477,8 +468,8 @@ def test_non_finite_objectives_and_metrics_round_trip_with_their_kinds(store, va
         )
     with store.session() as session:
         raw = session.execute(
-            select(Trial.final_objective, Trial.objective_kind, Trial.metrics).where(
-                Trial.key == key
+            select(TrialRow.final_objective, TrialRow.objective_kind, TrialRow.metrics).where(
+                TrialRow.key == key
             )
         ).one()
         trial = repo.get_trial(session, study.id, key)
@@ -491,8 +482,9 @@ def test_non_finite_objectives_and_metrics_round_trip_with_their_kinds(store, va
     assert trial.metrics["grad_norm"] == math.inf and trial.metrics["step_size"] == 1e-3
     assert trial.metrics["missing"] is None
     assert (math.isnan(trial.metrics["loss"]) and kind == "nan") or trial.metrics["loss"] == value
-    assert record.final_objective == (value if kind == "finite" else None)
-    assert "missing" not in record.metrics
+    # one representation: the listing's record is the trial; the analysis reads value()
+    assert record == trial
+    assert record.value() is None and record.value("missing") is None  # diverged: no value
 
 
 def test_codec_round_trip_and_rejects_non_numbers():
@@ -510,7 +502,7 @@ def test_a_nan_that_bypasses_the_codec_is_refused_in_json(store):
     refused = pytest.raises(Exception, match="Out of range float values are not JSON compliant")
     with refused, store.session() as session:
         repo.create_study(session, name="x", task="t", spec={"eta": math.nan}, trials=[])
-    assert count(store, Study) == 0
+    assert count(store, StudyRow) == 0
 
 
 # --- metric points ---------------------------------------------------------------------------
@@ -529,13 +521,15 @@ def test_metric_points_recorded_twice_have_no_duplicates_and_decode(store):
         assert repo.record_metric_points(session, study.id, key, points) == 1_503
     with store.session() as session:
         assert repo.record_metric_points(session, study.id, key, points) == 1_503
-    assert count(store, MetricPoint) == 1_503
+    assert count(store, MetricPointRow) == 1_503
     with store.session() as session:
         loss = repo.metric_curve(session, study.id, key, "loss")
         sizes = repo.metric_curve(session, study.id, key, "step_size")
         everything = repo.metric_curve(session, study.id, key)
         raw = session.execute(
-            select(MetricPoint.value, MetricPoint.kind).where(MetricPoint.name == "step_size")
+            select(MetricPointRow.value, MetricPointRow.kind).where(
+                MetricPointRow.name == "step_size"
+            )
         ).all()
     assert [p.step for p in loss] == list(range(1_500)) and loss[3].value == 0.25
     assert [(p.step, p.value) for p in sizes[::2]] == [(10, math.inf), (30, -math.inf)]
@@ -602,10 +596,15 @@ def test_trial_records_are_plain_analysis_records(store):
         )  # fmt: skip
         records = repo.trial_records(session, study.id)
     assert all(isinstance(r, TrialRecord) for r in records) and len(records) == len(GRID)
-    assert records[0] == TrialRecord(
-        key=GRID[0].key, optimizer="alig", eta=0.01, batch_size=32, status="completed",
-        final_objective=0.5, metrics={"accuracy": 0.75},
+    first = records[0]
+    assert (first.key, first.optimizer, first.eta, first.batch_size) == (
+        GRID[0].key, "alig", 0.01, 32,
     )  # fmt: skip
+    assert (first.status, first.final_objective, first.metrics) == (
+        "completed", 0.5, {"accuracy": 0.75},
+    )  # fmt: skip
+    assert (first.radius, first.weight_decay, first.seed, first.extra_axes) == (None, None, 0, {})
+    assert first.config == GRID[0].config
     assert records[0].value("accuracy") == 0.75
     assert records[-1].eta is None and records[-1].value() is None
 
@@ -620,7 +619,7 @@ def test_delete_cascades_to_trials_and_points(store):
         repo.delete_study(session, doomed.id)
         with pytest.raises(StudyNotFound):  # also in the session that had loaded it
             repo.get_study(session, doomed.id)
-    assert count(store, Trial) == len(GRID) and count(store, MetricPoint) == 1
+    assert count(store, TrialRow) == len(GRID) and count(store, MetricPointRow) == 1
     with store.session() as session:
         with pytest.raises(StudyNotFound):
             repo.get_study(session, doomed.id)
@@ -634,7 +633,7 @@ def test_unknown_ids_raise_study_not_found(store):
     calls = [
         lambda s: repo.get_study(s, missing),
         lambda s: repo.set_study_status(s, missing, "running"),
-        lambda s: repo.set_ray_job_id(s, missing, "job"),
+        lambda s: repo.record_launch(s, missing, "job", 1),
         lambda s: repo.study_progress(s, missing),
         lambda s: repo.unfinished_trials(s, missing),
         lambda s: repo.mark_trial_running(s, missing, "k"),
@@ -677,4 +676,4 @@ def test_a_grid_expanded_from_a_spec_is_stored_as_is(store):
     assert [(r.key, r.optimizer, r.eta) for r in records] == [
         (p.key, p.optimizer, p.eta) for p in planned
     ]
-    assert TrialConfig.model_validate(first.config) == planned[0].config
+    assert first.config == planned[0].config and first.trial == planned[0]

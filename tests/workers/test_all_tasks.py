@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from studies.tasks import TASKS
+from studies.catalog.tasks import TASKS
 from tests.workers.fake_datasets import WRITERS, random_images
 from workers.exceptions import TaskConfigError
 from workers.trainer import run_trial

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from studies.tasks import TASKS, DncCopyOptions
+from studies.catalog.tasks import TASKS, DncCopyOptions
 from workers.tasks.base import Batch
 from workers.tasks.dnc import (
     DncCopyTask,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.datasets import CIFAR10, SVHN
 
-from studies.tasks import DigitsOptions, ImageClassificationOptions
+from studies.catalog.tasks import DigitsOptions, ImageClassificationOptions
 from tests.workers.fake_datasets import WRITERS, random_images, write_cifar10
 from workers.tasks.image_classification import (
     IMAGE_CLASSIFICATION_TASKS,

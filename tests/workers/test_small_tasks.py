@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.datasets import dump_svmlight_file
 
-from studies.tasks import (
+from studies.catalog.tasks import (
     DigitsOptions,
     MatrixFactorisationOptions,
     RbfClassificationOptions,
@@ -148,7 +148,7 @@ def test_rbf_bad_files_name_the_path_option(tmp_path):
 
 
 def test_registry_covers_the_catalog_and_rejects_bad_options():
-    from studies.tasks import TASKS
+    from studies.catalog.tasks import TASKS
 
     assert set(TASK_TYPES) == set(TASKS)
     with pytest.raises(TaskConfigError, match="unknown task 'mnist'; valid tasks: dnc-copy"):

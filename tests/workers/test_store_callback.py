@@ -6,7 +6,9 @@ import pytest
 
 from studies.spec import expand_grid, parse_spec
 from studies.store import Store, repository
+from studies.trial import Trial
 from workers.store_callback import StoreCallback
+from workers.trainable import grid_trial
 
 SPEC = {
     "task": "matrix-factorisation",
@@ -29,15 +31,18 @@ def study(tmp_path):
             session, name="s", task=spec.task, spec=spec.model_dump(mode="json", by_alias=True),
             trials=trials,
         )  # fmt: skip
-    callback = StoreCallback(store, created.id, key_of=lambda c: c["key"], max_failures=2)
-    yield store, created.id, [t.key for t in trials], callback
+    callback = StoreCallback(store, created.id, trial_of=grid_trial, max_failures=2)
+    yield store, created.id, trials, callback
     store.dispose()
 
 
-def tune_trial(key: str, error: str) -> SimpleNamespace:
-    """The parts of a Tune trial the callback reads."""
+def tune_trial(trial: Trial, error: str) -> SimpleNamespace:
+    """The parts of a Tune trial the callback reads (a grid study's Tune config)."""
     return SimpleNamespace(
-        config={"key": key}, error_msg=f"Traceback ...\n{error}", error_file=None
+        trial_id=f"tune-{trial.key}",
+        config={"trial": trial.to_json()},
+        error_msg=f"Traceback ...\n{error}",
+        error_file=None,
     )
 
 
@@ -47,11 +52,12 @@ def stored(store: Store, study_id: str, key: str):
 
 
 def test_a_trial_that_crashed_through_its_retries_is_failed(study):
-    store, study_id, keys, callback = study
+    store, study_id, trials, callback = study
+    keys = [t.key for t in trials]
     with store.session() as session:
         for _ in range(3):  # the first run and max_failures = 2 retries
             repository.mark_trial_running(session, study_id, keys[0])
-    callback.on_trial_error(0, [], tune_trial(keys[0], "SIGSEGV in the worker"))
+    callback.on_trial_error(0, [], tune_trial(trials[0], "SIGSEGV in the worker"))
     row = stored(store, study_id, keys[0])
     assert (row.status, row.attempts, row.reason) == ("failed", 3, "SIGSEGV in the worker")
     assert callback.outcomes[keys[0]] == "failed"
@@ -59,11 +65,12 @@ def test_a_trial_that_crashed_through_its_retries_is_failed(study):
 
 @pytest.mark.parametrize("starts", [0, 1, 2])
 def test_a_trial_lost_to_the_cluster_goes_back_to_pending(study, starts):
-    store, study_id, keys, callback = study
+    store, study_id, trials, callback = study
+    keys = [t.key for t in trials]
     with store.session() as session:
         for _ in range(starts):
             repository.mark_trial_running(session, study_id, keys[1])
-    callback.on_trial_error(0, [], tune_trial(keys[1], "the actor's node was terminated"))
+    callback.on_trial_error(0, [], tune_trial(trials[1], "the actor's node was terminated"))
     row = stored(store, study_id, keys[1])
     assert (row.status, row.attempts) == ("pending", starts)
     assert row.reason == "lost to the cluster: the actor's node was terminated"
@@ -73,15 +80,17 @@ def test_a_trial_lost_to_the_cluster_goes_back_to_pending(study, starts):
 
 
 def test_a_search_sample_lost_before_it_started_leaves_no_row(study):
-    store, study_id, keys, callback = study
-    callback.on_trial_error(0, [], tune_trial("0123456789abcdef", "node died"))
+    store, study_id, trials, callback = study
+    unsampled = Trial.of("sgd", trials[0].config, {}, key="0123456789abcdef")
+    callback.on_trial_error(0, [], tune_trial(unsampled, "node died"))
     with store.session() as session:
-        assert len(repository.list_trials(session, study_id, limit=10).items) == len(keys)
+        assert len(repository.list_trials(session, study_id, limit=10).items) == len(trials)
     assert callback.outcomes == {}
 
 
 def test_requeue_never_undoes_a_result(study):
-    store, study_id, keys, _ = study
+    store, study_id, trials, _ = study
+    keys = [t.key for t in trials]
     with store.session() as session:
         repository.record_trial_result(session, study_id, keys[2], status="completed",
                                        final_objective=1.5)  # fmt: skip

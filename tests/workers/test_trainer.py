@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from studies.trial_config import TrialConfig
+from studies.trial import TrialConfig
 from workers.divergence import DivergenceMonitor
 from workers.exceptions import TaskConfigError
 from workers.step_stats import StepSizeStats
-from workers.trainer import Trial, run_trial
+from workers.trainer import TrainingRun, run_trial
 
 MF = {"task": "matrix-factorisation", "task_options": {"rank": "true-model", "n_samples": 256},
       "batch_size": 32, "budget": 3, "device": "cpu"}  # fmt: skip
@@ -91,7 +91,7 @@ def test_step_size_stats_flush():
 
 
 def test_aalig_gets_per_sample_closure_and_epoch_end_from_the_trainer():
-    trial = Trial(TrialConfig(**{**MF, "optimizer": "aalig", "eta": 1.0, "budget": 4}),
+    trial = TrainingRun(TrialConfig(**{**MF, "optimizer": "aalig", "eta": 1.0, "budget": 4}),
                   lambda metrics: None)  # fmt: skip
     optimizer = trial.optimizer
     assert optimizer.n_samples == 256 and optimizer.epochs == 4
@@ -102,7 +102,7 @@ def test_aalig_gets_per_sample_closure_and_epoch_end_from_the_trainer():
 
 
 def test_weight_decay_and_radius_reach_the_optimizer():
-    trial = Trial(TrialConfig(**{**MF, "optimizer": "sgd", "eta": 0.01, "weight_decay": 1e-3,
+    trial = TrainingRun(TrialConfig(**{**MF, "optimizer": "sgd", "eta": 0.01, "weight_decay": 1e-3,
                                  "radius": 0.5}), lambda m: None)  # fmt: skip
     assert trial.optimizer.param_groups[0]["weight_decay"] == 1e-3
     norm = torch.cat([p.detach().reshape(-1) for p in trial.model.parameters()]).norm()

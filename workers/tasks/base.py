@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from studies.tasks import TASKS, TaskOptions, TaskSpec
+from studies.catalog.tasks import TASKS, TaskOptions, TaskSpec
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Batch:
 
 
 class Task(ABC):
-    """A registered workload. Subclasses set ``name`` (a key of ``studies.tasks.TASKS``)."""
+    """A registered workload. Subclasses set ``name`` (a key of ``studies.catalog.tasks.TASKS``)."""
 
     name: ClassVar[str]
     loss_lower_bound: ClassVar[float] = 0.0  # B for AALIG's AOVs: 0 for CE, hinge, squared loss

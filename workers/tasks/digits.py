@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from studies.tasks import DigitsOptions
+from studies.catalog.tasks import DigitsOptions
 from workers.tasks.base import Batch, Task
 from workers.tasks.finite_data import epoch_batches, evaluate_in_batches, top1_correct
 from workers.tasks.losses import PER_SAMPLE_LOSSES

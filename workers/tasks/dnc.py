@@ -10,7 +10,7 @@ repeat count; target channel ``bits`` is the end marker. Over T = L (R + 1) + 3 
     target     0      0       0            P tiled R times      end marker
     mask       0      0       0            1                    1
 
-(The reference divides R by its maximum repeat count; ALGORITHMS.md fixes the divisor at 10.)
+(The reference feeds R divided by a normaliser, 10 by default; see docs/algorithms.md, "dnc-copy".)
 Samples are zero-padded with mask 0 to the longest sample in the batch. Batch-first tensors:
 inputs [B, T, bits + 2], targets [B, T, bits + 1], mask [B, T].
 
@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studies.tasks import DncCopyOptions, TaskOptions
+from studies.catalog.tasks import DncCopyOptions, TaskOptions
 from workers.tasks.base import Batch, Task
 from workers.tasks.dnc_model import DNC
 
-REPEAT_NORMALISER = 10.0  # R is fed as R / 10 (ALGORITHMS.md)
+REPEAT_NORMALISER = 10.0  # R is fed as R / 10, the reference's default normaliser
 _VALIDATION_SEED_OFFSET = 1_000_003  # keeps the held-out batch apart from training streams
 
 

@@ -1,4 +1,4 @@
-"""CIFAR-10, CIFAR-100 and SVHN classification tasks (ALGORITHMS.md, "Image classification").
+"""CIFAR-10, CIFAR-100 and SVHN classification tasks (docs/algorithms.md, "cifar10, …").
 
 Data: torchvision's ``CIFAR10`` / ``CIFAR100`` / ``SVHN`` classes read ``options.data_root`` in
 torchvision's on-disk layout (``cifar-10-batches-py/``, ``cifar-100-python/``,
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torchvision.datasets import CIFAR10, CIFAR100, SVHN
 
-from studies.tasks import ImageClassificationOptions, TaskOptions
+from studies.catalog.tasks import ImageClassificationOptions, TaskOptions
 from workers.tasks.base import Batch, Task
 from workers.tasks.image_models import build_image_model
 from workers.tasks.losses import PER_SAMPLE_LOSSES

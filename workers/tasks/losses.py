@@ -7,7 +7,8 @@ reads them one by one. Both losses are bounded below by 0, the ``loss_lower_boun
 - Cross-entropy: ``ℓ(s, y) = −s_y + log Σ_j exp(s_j)``.
 - Multi-class hinge (Crammer & Singer, 2001; the SVM loss of Deep Frank-Wolfe, Berrada et al.,
   2019): ``ℓ(s, y) = max_j (m·[j ≠ y] + s_j − s_y)`` with margin ``m`` (default 1). The ``j = y``
-  term is exactly 0, so ``ℓ ≥ 0``. ALI-G trained on this loss is DFW (ALGORITHMS.md, Baselines).
+  term is exactly 0, so ``ℓ ≥ 0``. ALI-G trained on this loss is DFW (docs/algorithms.md,
+  "Baselines").
 """
 
 from collections.abc import Callable

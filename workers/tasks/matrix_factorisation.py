@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from studies.tasks import MatrixFactorisationOptions
+from studies.catalog.tasks import MatrixFactorisationOptions
 from workers.tasks.base import Batch, Task
 from workers.tasks.finite_data import epoch_batches, evaluate_in_batches
 

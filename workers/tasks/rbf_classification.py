@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from studies.tasks import RbfClassificationOptions
+from studies.catalog.tasks import RbfClassificationOptions
 from workers.exceptions import TaskDataError
 from workers.tasks.base import Batch, Task
 from workers.tasks.finite_data import epoch_batches, evaluate_in_batches, sign_correct

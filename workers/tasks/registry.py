@@ -1,4 +1,4 @@
-"""The task registry: one implementation per name of the catalog in ``studies.tasks``."""
+"""The task registry: one implementation per name of the catalog in ``studies.catalog.tasks``."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from studies.tasks import TASKS, TaskOptions
+from studies.catalog.tasks import TASKS, TaskOptions
 from workers.exceptions import TaskConfigError
 from workers.tasks.base import Task
 from workers.tasks.digits import Digits

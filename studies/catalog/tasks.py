@@ -11,12 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from studies.catalog.optimizers import POLYAK_OPTIMIZERS
+
 BudgetUnit = Literal["steps", "epochs"]
 Direction = Literal["minimize", "maximize"]
-
-# Optimizers whose step size is adaptive by construction: the DNC paper setting clips the
-# gradient norm of every other optimizer at 50 but not theirs (ALI-G paper, §5.1).
-POLYAK_OPTIMIZERS = ("alig", "aalig", "l4mom", "l4adam")
 
 
 class TaskOptions(BaseModel):

@@ -1,0 +1,479 @@
+"""The API's response models: what every route answers, as it appears in ``/openapi.json``,
+and what :class:`service.client.ApiClient` returns.
+
+One model per resource; the domain objects are turned into them in one place each
+(:meth:`StudySummary.of` / :meth:`StudyOut.of`, :meth:`TrialOut.of`, :meth:`TrialCurve.of`,
+the analysis models from their info objects' ``to_dict()``). No answer ever holds NaN or
+Infinity: :class:`ApiModel` maps every non-finite float of its input to ``null`` before it is
+validated (:func:`studies.analysis.json_safe`), so a field that may be non-finite is typed
+``float | None``. Timestamps are ISO 8601 text as ``datetime.isoformat`` writes it.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer, model_validator
+
+from studies.analysis import CellStatus, Direction, json_safe
+from studies.catalog.optimizers import OptimizerInfo
+from studies.catalog.tasks import TaskSpec
+from studies.statuses import StudyStatus, TrialStatus
+from studies.store import Progress as StoreProgress
+from studies.store import StudyInfo
+from studies.store.read_models import CurvePoint
+from studies.trial import TrialConfig, TrialRecord, ValueKind
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json"),
+]
+Json = dict[str, Any]
+
+
+class ApiModel(BaseModel):
+    """Base of every response model: non-finite floats in the input become ``None``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_floats(cls, data: Any) -> Any:
+        return json_safe(data) if isinstance(data, dict) else data
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class ErrorOut(ApiModel):
+    """Every 4xx/5xx body: a message naming the offending field or resource."""
+
+    detail: str
+
+
+# --- studies ----------------------------------------------------------------------------------
+
+
+class Progress(ApiModel):
+    """How many trials of a study are in each status (``done`` = completed + diverged +
+    failed)."""
+
+    total: int
+    done: int
+    pending: int
+    running: int
+    completed: int
+    diverged: int
+    failed: int
+    cancelled: int
+
+    @classmethod
+    def of(cls, progress: StoreProgress) -> Self:
+        return cls.model_validate(progress.as_dict())
+
+
+class StudyLinks(ApiModel):
+    """Where the study's resources are."""
+
+    self: str
+    trials: str
+    heatmap: str
+    heatmap_png: str
+    robustness: str
+    tunability: str
+    importance: str
+    export: str
+    page: str
+
+    @classmethod
+    def of(cls, study_id: str) -> Self:
+        base = f"/studies/{study_id}"
+        return cls(
+            self=base,
+            trials=f"{base}/trials",
+            heatmap=f"{base}/heatmap",
+            heatmap_png=f"{base}/heatmap?format=png",
+            robustness=f"{base}/robustness",
+            tunability=f"{base}/tunability",
+            importance=f"{base}/importance",
+            export=f"{base}/export?format=csv",
+            page=f"/ui/studies/{study_id}",
+        )
+
+
+def _job_link(dashboard_url: str | None, job_id: str | None) -> str | None:
+    if not dashboard_url:
+        return None
+    return f"{dashboard_url.rstrip('/')}/#/jobs" + (f"/{job_id}" if job_id else "")
+
+
+class StudySummary(ApiModel):
+    """A study with its progress, as listed (no spec)."""
+
+    id: str
+    name: str
+    task: str
+    tags: list[str]
+    status: StudyStatus
+    progress: Progress
+    n_trials: int  # planned trials (a search creates its rows as it samples)
+    error: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    ray_job_id: str | None
+    dashboard_url: str | None  # the Ray dashboard's page of the study's job
+    links: StudyLinks
+
+    @classmethod
+    def of(cls, study: StudyInfo, progress: StoreProgress, dashboard_url: str | None) -> Self:
+        """The model of a stored study (the one place a study becomes JSON)."""
+        fields: dict[str, Any] = {
+            "id": study.id,
+            "name": study.name,
+            "task": study.task,
+            "tags": study.tags,
+            "status": study.status,
+            "progress": Progress.of(progress),
+            "n_trials": progress.total,
+            "error": study.error,
+            "created_at": study.created_at,
+            "started_at": study.started_at,
+            "finished_at": study.finished_at,
+            "ray_job_id": study.ray_job_id,
+            "dashboard_url": _job_link(dashboard_url, study.ray_job_id),
+            "links": StudyLinks.of(study.id),
+        }
+        if "spec" in cls.model_fields:
+            fields["spec"] = study.spec
+        return cls.model_validate(fields)
+
+
+class StudyOut(StudySummary):
+    """A study in full: its spec too."""
+
+    spec: Json
+
+
+class StudyPage(ApiModel):
+    """One page of studies, newest first; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[StudySummary]
+    next_cursor: str | None
+
+
+# --- trials -----------------------------------------------------------------------------------
+
+
+class TrialOut(ApiModel):
+    """A trial: its axes, config, status, result and attempts."""
+
+    key: str
+    optimizer: str  # the heatmap row
+    eta: float | None  # None = ALI-G∞
+    batch_size: int
+    radius: float | None
+    weight_decay: float | None
+    seed: int
+    extra_axes: Json
+    status: TrialStatus
+    final_objective: float | None  # null for no result or a non-finite one (objective_kind)
+    objective_kind: ValueKind | None
+    metrics: dict[str, float | None]  # last reported values
+    reason: str | None
+    attempts: int
+    config: TrialConfig | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+    @classmethod
+    def of(cls, trial: TrialRecord) -> Self:
+        """The model of a stored trial (the one place a trial becomes JSON): the record's
+        fields of the same names (the record holds a field for each)."""
+        return cls.model_validate({name: getattr(trial, name) for name in cls.model_fields})
+
+
+class TrialPage(ApiModel):
+    """One page of trials in creation order; pass ``next_cursor`` back as ``cursor``."""
+
+    items: list[TrialOut]
+    next_cursor: str | None
+
+
+class MetricPoint(ApiModel):
+    step: int
+    name: str
+    value: float | None  # null when NaN or ±inf
+
+
+class TrialCurve(ApiModel):
+    """A trial's reported metrics, step by step."""
+
+    key: str
+    points: list[MetricPoint]
+
+    @classmethod
+    def of(cls, key: str, points: Sequence[CurvePoint]) -> Self:
+        rows = [{"step": p.step, "name": p.name, "value": p.value} for p in points]
+        return cls.model_validate({"key": key, "points": rows})
+
+
+class ExportRow(ApiModel):
+    """One row of ``/export``: the trial's axes and outcome, then one column per other axis
+    and per last metric (by their names)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    optimizer: str
+    eta: float | None
+    batch_size: int
+    radius: float | None
+    weight_decay: float | None
+    seed: int
+    status: TrialStatus
+    final_objective: float | None
+    attempts: int
+    reason: str | None
+
+
+# --- analyses ---------------------------------------------------------------------------------
+
+
+class _Analysis(ApiModel):
+    @classmethod
+    def of(cls, info: Any) -> Self:
+        """The model of an analysis info object (its JSON-safe ``to_dict()``)."""
+        return cls.model_validate(info.to_dict())
+
+
+class Heatmap(_Analysis):
+    """Optimizer × η; every grid is row-major, ``len(rows) × len(columns)``."""
+
+    rows: list[str]  # optimizers
+    columns: list[float | None]  # η ascending; null = ALI-G∞, last
+    values: list[list[float | None]]  # median over seeds of the finite values
+    status: list[list[CellStatus]]
+    n_ok: list[list[int]]
+    n_total: list[list[int]]
+    metric: str
+    direction: Direction
+    slice: Json  # the values of the other axes
+
+
+class EtaRange(ApiModel):
+    """The widest contiguous good-η range of one optimizer."""
+
+    optimizer: str
+    eta_low: float | None
+    eta_high: float | None
+    decades: float | None
+    best_eta: float | None
+    best_value: float | None
+    n_good: int
+    includes_infinity: bool  # the range reaches ALI-G∞
+
+
+class Robustness(_Analysis):
+    """The good-η range per optimizer, and the rule that made them."""
+
+    ranges: dict[str, EtaRange]
+    metric: str
+    direction: Direction
+    slice: Json
+    mode: Literal["relative", "absolute"]
+    tolerance: float | None
+    threshold: float | None
+    reference_value: float | None
+    cutoff: float | None
+
+
+class OptimizerTunability(ApiModel):
+    optimizer: str
+    etas: list[float | None]
+    values: list[float | None]
+    n_diverged: int
+    p_k: list[float | None]  # expected best after k = 1..K draws; null where infinite
+    prob_all_diverged: list[float | None]
+    cpe: float | None
+
+
+class Tunability(_Analysis):
+    """Expected best after k random η draws and the CPE score, per optimizer."""
+
+    optimizers: dict[str, OptimizerTunability]
+    metric: str
+    direction: Direction
+    slice: Json
+    diverged: str | float | None  # the policy: "inf", "worst" or a penalty
+    diverged_value: float | None
+
+
+class Importance(_Analysis):
+    """Normalised importances of the varying hyperparameters, per evaluator."""
+
+    importances: dict[str, dict[str, float | None]]  # evaluator -> parameter -> importance
+    params: list[str]
+    metric: str
+    direction: Direction
+    optimizer: str | None
+    n_trials: int
+    n_excluded: int
+
+
+class SensitivityPoint(ApiModel):
+    eta: float | None
+    median: float | None
+    low: float | None
+    high: float | None
+    status: CellStatus
+    n_ok: int
+    n_diverged: int
+    n_total: int
+
+
+class Sensitivity(_Analysis):
+    """Per optimizer the metric against η with the spread over seeds."""
+
+    curves: dict[str, list[SensitivityPoint]]
+    metric: str
+    direction: Direction
+    slice: Json
+
+
+# --- catalog and health -----------------------------------------------------------------------
+
+
+class PresetOut(ApiModel):
+    name: str
+    spec: Json
+
+
+class PresetList(ApiModel):
+    items: list[PresetOut]
+
+
+class TaskOut(ApiModel):
+    name: str
+    description: str
+    budget_unit: str
+    default_budget: int
+    default_batch_size: int
+    metrics: dict[str, Direction]  # metric -> direction
+    options: Json  # the JSON schema of the task's options
+    defaults: Json
+
+    @classmethod
+    def of(cls, spec: TaskSpec) -> Self:
+        return cls(
+            name=spec.name,
+            description=spec.description,
+            budget_unit=spec.budget_unit,
+            default_budget=spec.default_budget,
+            default_batch_size=spec.default_batch_size,
+            metrics=dict(spec.metrics),
+            options=spec.options.model_json_schema(),
+            defaults=spec.options().model_dump(mode="json"),
+        )
+
+
+class TaskList(ApiModel):
+    items: list[TaskOut]
+
+
+class OptionOut(ApiModel):
+    default: Any
+    help: str | None
+
+
+class OptimizerOut(ApiModel):
+    name: str
+    description: str
+    eta_meaning: str
+    eta_may_be_null: bool  # only ALI-G: eta = null is ALI-G∞
+    closure: str
+    native_radius: bool
+    reports_step_size: bool
+    options: dict[str, OptionOut]  # those a study may set, with their defaults
+    options_schema: Json  # the JSON schema of the options
+
+    @classmethod
+    def of(cls, info: OptimizerInfo) -> Self:
+        defaults = info.defaults()
+        fields = info.options.model_fields
+        return cls(
+            name=info.name,
+            description=info.description,
+            eta_meaning=info.eta_meaning,
+            eta_may_be_null=info.eta_may_be_none,
+            closure=info.closure,
+            native_radius=info.native_radius,
+            reports_step_size=info.reports_step_size,
+            options={
+                name: OptionOut(default=defaults.get(name), help=field.description)
+                for name, field in fields.items()
+                if name not in info.set_by_trial
+            },
+            options_schema=info.options.model_json_schema(),
+        )
+
+
+class OptimizerList(ApiModel):
+    items: list[OptimizerOut]
+
+
+class DatabaseUp(ApiModel):
+    ok: Literal[True]
+    dialect: str
+
+
+class DatabaseDown(ApiModel):
+    ok: Literal[False]
+    error: str
+
+
+class RayCheck(ApiModel):
+    ok: bool
+    dashboard: str | None
+
+
+class Health(ApiModel):
+    """Database and Ray reachability (the same body with a 503 when either is down)."""
+
+    status: Literal["ok", "degraded"]
+    database: DatabaseUp | DatabaseDown
+    ray: RayCheck
+
+
+__all__ = [
+    "DatabaseDown",
+    "DatabaseUp",
+    "ErrorOut",
+    "EtaRange",
+    "ExportRow",
+    "Health",
+    "Heatmap",
+    "Importance",
+    "MetricPoint",
+    "OptimizerList",
+    "OptimizerOut",
+    "OptimizerTunability",
+    "OptionOut",
+    "PresetList",
+    "PresetOut",
+    "Progress",
+    "RayCheck",
+    "Robustness",
+    "Sensitivity",
+    "SensitivityPoint",
+    "StudyLinks",
+    "StudyOut",
+    "StudyPage",
+    "StudySummary",
+    "TaskList",
+    "TaskOut",
+    "TrialCurve",
+    "TrialOut",
+    "TrialPage",
+    "Tunability",
+]
