@@ -23,10 +23,12 @@ Departures from the paper (Algorithms 1 and 2, §4):
 
 - ``K`` is a parameter (``sections``, default 10; the paper fixes 10, the authors' code uses 5),
   and the schedule also works when there are fewer epochs than sections;
-- the reference is a *copy* of the best epoch's losses (the authors' code aliased the epoch
-  buffer and so used the last epoch of the section, not the best one);
+- the reference is a *copy* of the best epoch's losses, as Algorithm 1 states (the authors'
+  code aliased the epoch buffer, ``lbars = ls``, and so used the last epoch of the section, not
+  the best one): the one deliberate departure from the authors' update rule;
 - the step uses the batch means of ``l_z`` and ``a_z`` (the paper writes one sample ``z_t``), the
-  gradient of the unregularised batch-mean loss, ``eps`` in the denominator, and ``max(gamma, 0)``
+  gradient of the unregularised batch-mean loss, ``eps`` in the denominator (default 1e-9, the
+  value hard-coded in the authors' code; the paper's formula has none), and ``max(gamma, 0)``
   as in the paper; the decay ``lambda * p`` enters the update direction, not ``gamma``'s
   denominator;
 - optional momentum, in the authors' Nesterov form used by ALI-G, on ``g_p`` only.
@@ -96,7 +98,7 @@ class AALIG(StepSizeRecord, Optimizer):
         weight_decay: λ >= 0, added to the update direction only.
         sections: number K of AOV updates over the budget.
         lower_bound: the known lower bound B of every per-sample loss (0 for cross-entropy).
-        eps: δ >= 0 added to ``||g||^2``.
+        eps: δ >= 0 added to ``||g||^2`` (1e-9 as in the authors' code).
         foreach: multi-tensor kernels (default) or one tensor at a time (see
             :mod:`optim.param_groups`).
 
@@ -118,7 +120,7 @@ class AALIG(StepSizeRecord, Optimizer):
         weight_decay: float = 0.0,
         sections: int = 10,
         lower_bound: float = 0.0,
-        eps: float = 1e-5,
+        eps: float = 1e-9,
         *,
         foreach: bool = True,
     ) -> None:

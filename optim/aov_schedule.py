@@ -9,8 +9,9 @@ the section gives the reference ``lbar_z``. At a section end, per sample::
     not reached (lbar_z >  a_z):  d_z = (lbar_z - a_z) / 2 ;  a_z = (a_z + lbar_z) / 2
     reached     (lbar_z <= a_z):  a_z = max(B, a_z - d_z / 2)          (d_z unchanged)
 
-with ``a_z = B`` (``lower_bound``) and ``d_z = 0`` at the start. ``d_z`` is half the last rise,
-so a reached AOV goes back halfway down, and by the same amount again each time it is reached.
+with ``a_z = B`` (``lower_bound``) and ``d_z = 0`` at the start. ``d_z`` is the last rise (half
+the gap to ``lbar_z``), so a reached AOV goes back half of that rise, and by the same amount again
+each time it is reached.
 
 Bookkeeping details (not in the paper):
 

@@ -67,10 +67,25 @@ def with_dense_grad(optimizer: Optimizer, name: str) -> list[torch.Tensor]:
 
 def zeros_state(optimizer: Optimizer, p: torch.Tensor, key: str) -> torch.Tensor:
     """``optimizer.state[p][key]``, created as zeros shaped like ``p`` on first use."""
+    return filled_state(optimizer, p, key, 0.0)
+
+
+def filled_state(optimizer: Optimizer, p: torch.Tensor, key: str, value: float) -> torch.Tensor:
+    """``optimizer.state[p][key]``, created filled with ``value`` shaped like ``p`` on first use
+    (an accumulator that starts at TF1's initial value)."""
     state = optimizer.state[p]
     if key not in state:
-        state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state[key] = torch.full_like(p, value, memory_format=torch.preserve_format)
     return state[key]
+
+
+def optional_closure(closure: Callable[[], Any] | None) -> Any:
+    """The loss of ``closure`` computed with grad enabled (``torch.optim``'s convention for
+    optimizers that do not need it), or None without one."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def descend(

@@ -6,7 +6,9 @@
 - ``max_lr`` (the maximal learning rate) for ``alig``, ``aalig`` and ``sps``; ``alig`` also takes
   ``eta=None``, which is ALI-G∞;
 - the *fraction* α for ``l4mom`` / ``l4adam``;
-- the learning rate for the ``torch.optim`` baselines.
+- the learning rate for the ``torch.optim`` baselines and the TensorFlow-1 variants
+  ``rmsprop-tf`` / ``adagrad-tf`` (:mod:`optim.tf_rmsprop`, :mod:`optim.tf_adagrad`), which
+  reproduce the update rules the ALI-G paper's DNC heatmap ran.
 
 Each :class:`OptimizerInfo` says how the optimizer must be stepped (``closure``: ``"none"``,
 ``"loss"`` or ``"per-sample"``), whether it handles the l2-ball ``radius`` itself, and which
@@ -29,6 +31,8 @@ from optim.exceptions import InvalidHyperparameterError, UnknownOptimizerError
 from optim.l4 import L4
 from optim.projection import project_onto_ball
 from optim.sps import SPS
+from optim.tf_adagrad import TFAdagrad
+from optim.tf_rmsprop import TFRMSprop
 
 Check = Callable[[str, Any], Any]
 
@@ -139,7 +143,7 @@ _ENTRIES = [
             "weight_decay": _WEIGHT_DECAY,
             "sections": Option(10, validation.positive_int, "number K of AOV update sections"),
             "lower_bound": Option(0.0, validation.finite, "loss lower bound B"),
-            "eps": Option(1e-5, validation.non_negative, "δ in the step denominator"),
+            "eps": Option(1e-9, validation.non_negative, "δ in the step denominator"),
         },
         reports_step_size=True,
         required_options=("n_samples", "epochs"),
@@ -181,6 +185,16 @@ _ENTRIES = [
         {"weight_decay": _WEIGHT_DECAY, "eps": Option(1e-10, validation.positive, "eps")},
     ),
     OptimizerInfo(
+        "adagrad-tf",
+        "none",
+        lambda params, eta, **o: TFAdagrad(params, lr=eta, **o),
+        {
+            "initial_accumulator": Option(
+                0.1, validation.positive, "the accumulator's initial value (TF1: 0.1)"
+            ),
+        },
+    ),
+    OptimizerInfo(
         "rmsprop",
         "none",
         lambda params, eta, **o: torch.optim.RMSprop(params, lr=eta, **o),
@@ -190,6 +204,19 @@ _ENTRIES = [
             "weight_decay": _WEIGHT_DECAY,
             "eps": Option(1e-8, validation.positive, "eps"),
             "centered": Option(False, _boolean, "centered RMSProp"),
+        },
+    ),
+    OptimizerInfo(
+        "rmsprop-tf",
+        "none",
+        lambda params, eta, **o: TFRMSprop(params, lr=eta, **o),
+        {
+            "decay": Option(0.9, validation.unit_interval, "discount of the mean square"),
+            "momentum": _MOMENTUM,
+            "eps": Option(1e-10, validation.positive, "ε inside the square root"),
+            "initial_accumulator": Option(
+                1.0, validation.non_negative, "the mean square's initial value (TF1: 1)"
+            ),
         },
     ),
     OptimizerInfo(

@@ -17,7 +17,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,7 @@ from rich.progress import (
 from rich.table import Table
 
 from service.client import FINISHED, ApiClient, ApiError
-from service.models import Robustness, StudyOut, StudySummary
+from service.models import Reproduction, Robustness, StudyOut, StudySummary
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IMAGE_SUFFIXES = {".png": "png", ".svg": "svg"}
@@ -421,6 +421,53 @@ def heatmap(
     say(str(output))
 
 
+def reproduction_table(data: Reproduction) -> Table:
+    """The claims of a ``/reproduction`` answer: one row per claim."""
+    budget = data.budget
+    table = Table(
+        title=f"reproduction of {data.preset or 'no preset'}",
+        caption=f"budget: study {budget.get('study')}, paper {budget.get('paper')}",
+    )
+    for header in ("claim", "source", "claimed", "measured", "seeds", "status"):
+        table.add_column(header, justify="right" if header in ("seeds",) else "left")
+    for claim in data.claims:
+        table.add_row(
+            claim.id,
+            claim.source,
+            _plain(claim.claimed),
+            _plain(claim.measured),
+            f"{claim.seeds_holding}/{claim.seeds_total}",
+            claim.status,
+        )
+    return table
+
+
+def _plain(value: Any) -> str:
+    """A claimed or measured value as short text (numbers through :func:`number`)."""
+    if isinstance(value, float):
+        return number(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    return "—" if value is None else str(value)
+
+
+@app.command()
+def reproduction(
+    ctx: typer.Context,
+    study_id: StudyId,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON answer.")] = False,
+) -> None:
+    """Check the study's paper claims: claimed, measured, seeds that hold, pass/fail."""
+    with api(ctx) as client:
+        data = client.reproduction(study_id)
+    if json_output:
+        print(data.model_dump_json(indent=2))
+        return
+    console.print(reproduction_table(data))
+
+
 @app.command()
 def robustness(
     ctx: typer.Context,
@@ -472,24 +519,21 @@ def export(
 
 
 @app.command()
-def cancel(
-    ctx: typer.Context,
-    study_id: StudyId,
-) -> None:
+def cancel(ctx: typer.Context, study_id: StudyId) -> None:
     """Cancel a pending or running study (finished trials keep their results)."""
-    with api(ctx) as client:
-        study = client.cancel(study_id)
-    say(summary(study))
+    _act(ctx, study_id, ApiClient.cancel)
 
 
 @app.command()
-def resume(
-    ctx: typer.Context,
-    study_id: StudyId,
-) -> None:
+def resume(ctx: typer.Context, study_id: StudyId) -> None:
     """Re-launch an interrupted study: only its unfinished trials run."""
+    _act(ctx, study_id, ApiClient.resume)
+
+
+def _act(ctx: typer.Context, study_id: str, action: Callable[[ApiClient, str], StudyOut]) -> None:
+    """Run a lifecycle action of the API on the study and print its summary."""
     with api(ctx) as client:
-        study = client.resume(study_id)
+        study = action(client, study_id)
     say(summary(study))
 
 

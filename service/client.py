@@ -31,9 +31,10 @@ from service.models import (
     ExportRow,
     Health,
     Heatmap,
-    Importance,
+    ImportanceByOptimizer,
     OptimizerList,
     PresetList,
+    Reproduction,
     Robustness,
     Sensitivity,
     StudyOut,
@@ -327,13 +328,20 @@ class ApiClient:
         optimizer: str | None = None,
         metric: str | None = None,
         direction: str | None = None,
-    ) -> Importance:
-        """``GET /studies/{id}/importance``: the importance of each hyperparameter."""
+    ) -> ImportanceByOptimizer:
+        """``GET /studies/{id}/importance``: per optimizer, the importance of each
+        hyperparameter."""
         params = {
             **_selection_params({"metric": metric, "direction": direction}),
             **_given(optimizer=optimizer),
         }
-        return self._model(Importance, "GET", f"{self._study(study_id)}/importance", params=params)
+        return self._model(
+            ImportanceByOptimizer, "GET", f"{self._study(study_id)}/importance", params=params
+        )
+
+    def reproduction(self, study_id: str) -> Reproduction:
+        """``GET /studies/{id}/reproduction``: the paper preset's claims checked on the study."""
+        return self._model(Reproduction, "GET", f"{self._study(study_id)}/reproduction")
 
     def export(
         self, study_id: str, format: Literal["csv", "json"] = "csv"

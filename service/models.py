@@ -254,8 +254,9 @@ class Heatmap(_Analysis):
     columns: list[float | None]  # η ascending; null = ALI-G∞, last
     values: list[list[float | None]]  # median over seeds of the finite values
     status: list[list[CellStatus]]
-    n_ok: list[list[int]]
-    n_total: list[list[int]]
+    n_ok: list[list[int]]  # seeds with a finite value, per cell
+    n_total: list[list[int]]  # seeds per cell
+    n_diverged: list[list[int]]  # seeds that diverged, per cell
     metric: str
     direction: Direction
     slice: Json  # the values of the other axes
@@ -286,6 +287,7 @@ class Robustness(_Analysis):
     threshold: float | None
     reference_value: float | None
     cutoff: float | None
+    min_finite_fraction: float  # the share of a cell's seeds that must be finite to be good
 
 
 class OptimizerTunability(ApiModel):
@@ -307,6 +309,7 @@ class Tunability(_Analysis):
     slice: Json
     diverged: str | float | None  # the policy: "inf", "worst" or a penalty
     diverged_value: float | None
+    min_finite_fraction: float  # the share of a point's seeds that must be finite
 
 
 class Importance(_Analysis):
@@ -317,8 +320,44 @@ class Importance(_Analysis):
     metric: str
     direction: Direction
     optimizer: str | None
-    n_trials: int
-    n_excluded: int
+    n_trials: int  # finite values and diverged trials (entered as the penalty)
+    n_excluded: int  # failed or without the metric
+    n_diverged: int
+    scale: Literal["log10", "raw"]  # the objective's scale
+    diverged_penalty: float | None  # what a diverged trial entered as, on that scale
+
+
+class ImportanceByOptimizer(_Analysis):
+    """One importance analysis per optimizer (η means something else for each)."""
+
+    optimizers: dict[str, Importance]
+    skipped: dict[str, str]  # optimizer -> why it has no analysis
+    metric: str
+    direction: Direction
+
+
+class ClaimOut(ApiModel):
+    """One published claim as measured on the study."""
+
+    id: str
+    source: str  # paper, section, figure or table
+    statement: str  # what the paper says and how it is checked
+    optimizer: str
+    metric: str
+    slice: Json
+    claimed: Any
+    measured: Any
+    status: Literal["pass", "fail", "not enough budget", "no data"]
+    seeds_holding: int  # seeds on which it holds when checked on that seed alone
+    seeds_total: int
+
+
+class Reproduction(_Analysis):
+    """The claims of the study's paper preset, checked (empty for a study without one)."""
+
+    preset: str | None
+    budget: Json  # {"study": …, "paper": …} in the task's unit
+    claims: list[ClaimOut]
 
 
 class SensitivityPoint(ApiModel):
@@ -362,6 +401,7 @@ class TaskOut(ApiModel):
     metrics: dict[str, Direction]  # metric -> direction
     options: Json  # the JSON schema of the task's options
     defaults: Json
+    facts: Json  # what is known about the default data (matrix factorisation: rank floors)
 
     @classmethod
     def of(cls, spec: TaskSpec) -> Self:
@@ -374,6 +414,7 @@ class TaskOut(ApiModel):
             metrics=dict(spec.metrics),
             options=spec.options.model_json_schema(),
             defaults=spec.options().model_dump(mode="json"),
+            facts=spec.facts(),
         )
 
 
@@ -446,6 +487,7 @@ class Health(ApiModel):
 
 
 __all__ = [
+    "ClaimOut",
     "DatabaseDown",
     "DatabaseUp",
     "ErrorOut",
@@ -454,6 +496,7 @@ __all__ = [
     "Health",
     "Heatmap",
     "Importance",
+    "ImportanceByOptimizer",
     "MetricPoint",
     "OptimizerList",
     "OptimizerOut",
@@ -463,6 +506,7 @@ __all__ = [
     "PresetOut",
     "Progress",
     "RayCheck",
+    "Reproduction",
     "Robustness",
     "Sensitivity",
     "SensitivityPoint",

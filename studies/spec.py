@@ -9,6 +9,11 @@ A study runs one task with a list of optimizers over either
 - a **search**: an Optuna sampler (tpe, random, grid) proposing η (log scale), batch size,
   radius and weight decay for a number of trials per optimizer.
 
+The optional ``schedule`` (constant by default; ``multistep``, ``cosine`` or a linear ``warmup``
+followed by one of them, in the task's budget unit) is the baselines' learning-rate schedule:
+η is its initial value, and Polyak-type methods ignore it (docs/algorithms.md, "Learning-rate
+schedules"). It is part of every trial's config, hence of its key.
+
 :func:`parse_spec` turns JSON into a :class:`StudySpec` or raises :class:`SpecError` whose message
 names every offending field (``grid.eta[2]: must be > 0``); :func:`expand_grid` turns a grid spec
 into trial configs, deterministically, each with a stable key.
@@ -32,7 +37,14 @@ from pydantic import (
 from studies.catalog.optimizers import OPTIMIZERS, optimizer_info, validate_options
 from studies.catalog.tasks import TASKS
 from studies.exceptions import SpecError
-from studies.trial import Trial, TrialConfig
+from studies.trial import (
+    SCHEDULE_KINDS,
+    ConstantSchedule,
+    Schedule,
+    Trial,
+    TrialConfig,
+    schedule_budget_error,
+)
 
 DEFAULT_MAX_TRIALS = 5_000
 
@@ -212,6 +224,7 @@ class StudySpec(_Strict):
     amp: bool = False
     divergence_factor: Annotated[float, Field(gt=1)] = 1e3
     max_failures: Annotated[int, Field(ge=0, le=10)] = 2  # retries of a crashed trial
+    schedule: Schedule = ConstantSchedule()  # the baselines' learning-rate schedule
 
     @field_validator("optimizers")
     @classmethod
@@ -240,8 +253,12 @@ def _format_errors(error: ValidationError, prefix: str = "") -> str:
     parts = []
     for item in error.errors():
         location = ""
+        previous: object = None
         for piece in item["loc"]:
+            if previous in ("schedule", "then") and piece in SCHEDULE_KINDS:
+                continue  # the union's tag: ``schedule.milestones``, not ``schedule.multistep…``
             location += f"[{piece}]" if isinstance(piece, int) else f".{piece}"
+            previous = piece
         message = item["msg"].removeprefix("Value error, ")
         parts.append(_field_message(f"{prefix}{location.lstrip('.') or 'spec'}", message))
     return "; ".join(parts)
@@ -281,6 +298,9 @@ def _check_semantics(spec: StudySpec) -> None:
         raise SpecError(
             f"budget.{spec.budget.unit}: task {spec.task} is budgeted in {task.budget_unit}"
         )
+    schedule_error = schedule_budget_error(spec.schedule, spec.budget.amount, spec.budget.unit)
+    if schedule_error is not None:
+        raise SpecError(f"schedule.{schedule_error}")
     for combination in _task_option_combinations(spec):
         try:
             task.options.model_validate(combination)
@@ -378,6 +398,7 @@ def _planned(
         amp=spec.amp,
         threads=max(1, int(spec.resources.cpu)),
         divergence_factor=spec.divergence_factor,
+        schedule=spec.schedule,
     )
     return Trial.of(entry.row, config, extra)
 

@@ -31,11 +31,17 @@ CURVE_METRICS = (
     "val_loss",
     "val_accuracy",
     "val_bit_errors",
+    "heldout_loss",
+    "heldout_bit_errors",
+    "lr",
     "step_size_mean",
     "step_capped_fraction",
     "wall_time",
     "epoch",
 )
+
+# reported with the final result only (a statistic of the whole run)
+FINAL_ONLY_METRICS = ("objective_median", "schedule_ignored")
 
 
 def _number(value: Any) -> float | None:
@@ -119,7 +125,7 @@ class StoreCallback(_StoreUser, tune.Callback):
             if result.get("kind") == FINAL:
                 metrics = {
                     name: value
-                    for name in (*CURVE_METRICS, "step")
+                    for name in (*CURVE_METRICS, *FINAL_ONLY_METRICS, "step")
                     if (value := _number(result.get(name))) is not None
                 }
                 objective = _number(result.get("final_objective"))

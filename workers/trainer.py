@@ -8,7 +8,14 @@ budgets) with:
 - ``step``, ``epoch``: progress so far; ``train_loss``: mean mini-batch loss since the last report;
 - ``val_loss`` / ``val_accuracy`` (…) where the task has a validation set;
 - ``step_size_mean`` and ``step_capped_fraction`` for optimizers that expose their step size;
+- ``lr``: the learning rate of the last step, for a baseline under a non-constant schedule;
+  ``schedule_ignored = 1`` instead for a Polyak-type optimizer (alig, aalig, sps, l4mom, l4adam)
+  in a study with a non-constant schedule: its η is a cap or a fraction, never scheduled;
 - ``wall_time``: seconds since the trial started.
+
+The study's learning-rate ``schedule`` (:mod:`workers.schedules`) is a ``torch.optim.lr_scheduler``
+stepped once per unit of the budget: after every epoch's report (epoch budgets) or after every
+optimizer step (step budgets); η is its initial value.
 
 It returns a :class:`TrialResult` whose ``status`` is ``completed`` or ``diverged`` and whose
 ``final_objective`` is the task's objective: the mean training loss over the last
@@ -40,6 +47,7 @@ from studies.catalog.optimizers import optimizer_info
 from studies.trial import TrialConfig
 from workers.divergence import DivergenceMonitor
 from workers.exceptions import TaskConfigError
+from workers.schedules import build_scheduler, current_lr
 from workers.step_stats import StepSizeStats
 from workers.tasks.base import Batch, Task
 from workers.tasks.registry import build_task
@@ -149,6 +157,13 @@ class TrainingRun:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.monitor = DivergenceMonitor(config.divergence_factor)
         self.step_stats = StepSizeStats()
+        # the baselines' learning-rate schedule, stepped once per budget unit; None when the
+        # schedule is constant or the optimizer is Polyak-type (workers/schedules.py)
+        self.scheduler = build_scheduler(
+            self.optimizer, config.optimizer, config.schedule, config.budget
+        )
+        self.schedule_ignored = self.scheduler is None and config.schedule.kind != "constant"
+        self.step_lr: float | None = None  # the learning rate of the last step (when scheduled)
         self.started = time.perf_counter()
         self.steps = 0
         self.epochs = 0
@@ -181,6 +196,10 @@ class TrainingRun:
             self.scaler.update()
         self.step_stats.record(self.optimizer)
         self.steps += 1
+        if self.scheduler is not None:
+            self.step_lr = current_lr(self.optimizer)
+            if self.unit == "steps":
+                self.scheduler.step()
         self.interval_losses.append(value)
         return None
 
@@ -191,6 +210,10 @@ class TrainingRun:
             metrics["train_loss"] = sum(self.interval_losses) / len(self.interval_losses)
         metrics.update(self.task.evaluate(self.model, self.config.batch_size))
         metrics.update(self.step_stats.flush())
+        if self.step_lr is not None:
+            metrics["lr"] = self.step_lr
+        if self.schedule_ignored:
+            metrics["schedule_ignored"] = 1.0
         metrics["wall_time"] = time.perf_counter() - self.started
         self.interval_losses = []
         self.last_metrics = metrics
@@ -229,12 +252,18 @@ def _run_epochs(trial: TrainingRun) -> TrialResult:
         if end_epoch is not None:
             end_epoch()
         trial.report()
+        if trial.scheduler is not None:  # epoch budgets: the schedule moves once per epoch
+            trial.scheduler.step()
     objective = sum(epoch_losses) / len(epoch_losses) if epoch_losses else None
     return trial.result(objective, None)
 
 
 def _run_steps(trial: TrainingRun) -> TrialResult:
-    """Step budget: report every ``report_every`` steps; the objective is a trailing mean."""
+    """Step budget: report every ``report_every`` steps; the objective is a trailing mean.
+
+    The result's metrics also carry ``objective_median``, the median of the same trailing window:
+    a spike-robust companion metric, never the objective.
+    """
     budget = trial.config.budget
     every = trial.config.report_every or max(1, budget // DEFAULT_REPORTS_PER_TRIAL)
     window = min(getattr(trial.task.options, "objective_window", 100), max(1, budget // 100))
@@ -250,6 +279,8 @@ def _run_steps(trial: TrainingRun) -> TrialResult:
         recent.append(trial.interval_losses[-1])
         if trial.steps % every == 0 or trial.steps == budget:
             trial.report()
+    # a new dict: the last report's metrics, already handed to ``report``, stay as they were
+    trial.last_metrics = {**trial.last_metrics, "objective_median": float(np.median(recent))}
     return trial.result(sum(recent) / len(recent), None)
 
 

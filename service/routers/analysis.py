@@ -14,7 +14,8 @@ from service.exceptions import AnalysisUnavailable, error_responses
 from service.models import (
     ExportRow,
     Heatmap,
-    Importance,
+    ImportanceByOptimizer,
+    Reproduction,
     Robustness,
     Sensitivity,
     TrialOut,
@@ -22,9 +23,12 @@ from service.models import (
 )
 from studies import analysis, rendering
 from studies.catalog.tasks import TASKS
+from studies.reproduction import study_reproduction
 from studies.store import repository
 from studies.trial import TrialRecord
 
+# the share of a cell's seeds that must be finite for it to count as working (default: all)
+MinFiniteFraction = Annotated[float, Query(gt=0, le=1, description="share of seeds finite")]
 router = APIRouter(
     prefix="/studies/{study_id}", tags=["analysis"], responses=error_responses(404, 422)
 )
@@ -144,11 +148,13 @@ def robustness(
     selection: Annotated[Selection, Depends()],
     tolerance: Annotated[float | None, Query(gt=0)] = None,
     threshold: float | None = None,
+    min_finite_fraction: MinFiniteFraction = 1.0,
 ) -> Robustness:
     """Per optimizer the widest contiguous good-η range: eta_low, eta_high, decades, best."""
     info, _ = selection.analyse(
-        session, study_id, analysis.robustness, tolerance=tolerance, threshold=threshold
-    )
+        session, study_id, analysis.robustness, tolerance=tolerance, threshold=threshold,
+        min_finite_fraction=min_finite_fraction,
+    )  # fmt: skip
     return Robustness.of(info)
 
 
@@ -159,11 +165,13 @@ def tunability(
     selection: Annotated[Selection, Depends()],
     k_max: Annotated[int | None, Query(ge=1, le=1000)] = None,
     diverged: Annotated[Literal["worst", "inf"], Query()] = "worst",
+    min_finite_fraction: MinFiniteFraction = 1.0,
 ) -> Tunability:
     """Expected best after k random η draws (k = 1..K) and the CPE score per optimizer."""
     info, _ = selection.analyse(
-        session, study_id, analysis.tunability, k_max=k_max, diverged=diverged
-    )
+        session, study_id, analysis.tunability, k_max=k_max, diverged=diverged,
+        min_finite_fraction=min_finite_fraction,
+    )  # fmt: skip
     return Tunability.of(info)
 
 
@@ -173,12 +181,23 @@ def importance(
     session: SessionDep,
     selection: Annotated[Selection, Depends()],
     optimizer: str | None = None,
-) -> Importance:
-    """Importance of η, batch size, radius, weight decay (Optuna fANOVA and PED-ANOVA)."""
+) -> ImportanceByOptimizer:
+    """Per optimizer (or only ``optimizer``), the importance of η, batch size, radius, weight
+    decay on log10 of the objective, diverged trials as a penalty (fANOVA and PED-ANOVA)."""
     info, _ = selection.analyse(
-        session, study_id, analysis.importance, sliced=False, optimizer=optimizer
-    )
-    return Importance.of(info)
+        session, study_id, analysis.importance_by_optimizer, sliced=False,
+        optimizers=[optimizer] if optimizer else None,
+    )  # fmt: skip
+    return ImportanceByOptimizer.of(info)
+
+
+@router.get("/reproduction")
+def reproduction(study_id: str, session: SessionDep) -> Reproduction:
+    """The published claims of the study's paper preset, checked on its results: claimed,
+    measured, pass/fail (or "not enough budget" when the study ran a smaller budget)."""
+    study = repository.get_study(session, study_id)
+    records = repository.trial_records(session, study_id)
+    return Reproduction.of(study_reproduction(study.tags, study.task, study.spec, records))
 
 
 @router.get("/sensitivity", response_model=Sensitivity, responses=IMAGES)

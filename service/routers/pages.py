@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from service.dependencies import SessionDep, SettingsDep
-from service.models import StudyOut, StudySummary
+from service.models import Reproduction, StudyOut, StudySummary
 from studies import analysis
+from studies.reproduction import study_reproduction
 from studies.statuses import TRIAL_FINISHED
 from studies.store import repository
 
@@ -55,6 +56,8 @@ def study_page(
     body = StudyOut.of(study, progress, settings.ray_dashboard_url).model_dump(mode="json")
     records = repository.trial_records(session, study_id)
     context: dict[str, Any] = {"study": body, "dashboard": settings.ray_dashboard_url, "ranges": []}
+    report = study_reproduction(study.tags, study.task, study.spec, records)
+    context["reproduction"] = Reproduction.of(report).model_dump(mode="json")
     finished = [r for r in records if r.status in TRIAL_FINISHED]
     if not finished:
         context["heatmap_note"] = "No finished trial yet: the heatmap appears as results arrive."

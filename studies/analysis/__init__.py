@@ -7,7 +7,13 @@ Each result is a frozen dataclass with a ``to_dict()`` that is JSON without NaN/
 from studies.analysis._common import Direction, json_safe
 from studies.analysis.cells import CellStatus
 from studies.analysis.heatmap import Heatmap, heatmap
-from studies.analysis.importance import EVALUATORS, Importance, importance
+from studies.analysis.importance import (
+    EVALUATORS,
+    Importance,
+    ImportanceByOptimizer,
+    importance,
+    importance_by_optimizer,
+)
 from studies.analysis.robustness import EtaRange, Robustness, robustness, robustness_from_heatmap
 from studies.analysis.sensitivity import Sensitivity, SensitivityPoint, sensitivity
 from studies.analysis.slicing import select_slice, slices
@@ -27,6 +33,7 @@ __all__ = [
     "EtaRange",
     "Heatmap",
     "Importance",
+    "ImportanceByOptimizer",
     "OptimizerTunability",
     "Robustness",
     "Sensitivity",
@@ -37,6 +44,7 @@ __all__ = [
     "expected_best",
     "heatmap",
     "importance",
+    "importance_by_optimizer",
     "json_safe",
     "robustness",
     "robustness_from_heatmap",

@@ -18,6 +18,11 @@ The cell's status, with ``n_ok`` finite outcomes among ``n_total`` trials:
 
 The cell's value is the median over the finite values (``None`` when there is none); ``low`` and
 ``high`` are their minimum and maximum (the band of a sensitivity plot).
+
+A cell is *reliable* at a ``min_finite_fraction`` f (default 1: every seed) when it has a finite
+value and at least ``f · n_total`` of its seeds are finite: the good-η range and tunability count
+only reliable cells as working, so a cell where one seed of three diverged is not "good" by
+default (its median of the two survivors would flatter the optimizer).
 """
 
 import math
@@ -59,6 +64,22 @@ class Cell:
     n_diverged: int
     n_failed: int
     n_total: int  # all trials of the cell, whatever their state
+    finite_values: tuple[float, ...] = ()  # the seeds' finite values
+
+
+DEFAULT_MIN_FINITE_FRACTION = 1.0
+
+
+def check_fraction(min_finite_fraction: float) -> float:
+    """``min_finite_fraction`` unchanged, or ValueError unless it is in (0, 1]."""
+    if not (isinstance(min_finite_fraction, int | float) and 0 < min_finite_fraction <= 1):
+        raise ValueError(f"min_finite_fraction must be in (0, 1], got {min_finite_fraction!r}")
+    return float(min_finite_fraction)
+
+
+def reliable(n_ok: int, n_total: int, min_finite_fraction: float) -> bool:
+    """Whether a cell with ``n_ok`` finite seeds of ``n_total`` counts as working."""
+    return n_ok > 0 and n_ok >= min_finite_fraction * n_total - 1e-12
 
 
 def summarise(records: Sequence[TrialRecord], metric: str) -> Cell:
@@ -87,4 +108,5 @@ def summarise(records: Sequence[TrialRecord], metric: str) -> Cell:
         n_diverged=n_diverged,
         n_failed=n_failed,
         n_total=n_total,
+        finite_values=tuple(values),
     )

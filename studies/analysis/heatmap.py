@@ -9,7 +9,7 @@ no seed has a finite value. ``to_dict()`` is JSON with ``null``, never ``NaN``/`
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from studies.analysis._common import Direction, check_direction, json_safe
@@ -31,6 +31,7 @@ class Heatmap:
     metric: str
     direction: Direction  # whether lower or higher values of the metric are better
     slice: dict[str, Any]  # the values of the other axes (batch_size, radius, …)
+    n_diverged: list[list[int]] = field(default_factory=list)  # seeds that diverged, per cell
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data (non-finite floats become ``None``)."""
@@ -42,6 +43,7 @@ class Heatmap:
                 "status": [list(row) for row in self.status],
                 "n_ok": [list(row) for row in self.n_ok],
                 "n_total": [list(row) for row in self.n_total],
+                "n_diverged": [list(row) for row in self.n_diverged],
                 "metric": self.metric,
                 "direction": self.direction,
                 "slice": dict(self.slice),
@@ -96,6 +98,7 @@ def heatmap(
         status=[[cell.status for cell in row] for row in grid],
         n_ok=[[cell.n_ok for cell in row] for row in grid],
         n_total=[[cell.n_total for cell in row] for row in grid],
+        n_diverged=[[cell.n_diverged for cell in row] for row in grid],
         metric=metric,
         direction=direction,
         slice=chosen,

@@ -15,7 +15,9 @@ finite values) passes a cutoff ``c`` derived from the slice:
 - absolute mode, when ``threshold`` is given: good means ``v ≤ threshold`` (minimise) or
   ``v ≥ threshold`` (maximise).
 
-Cells without a finite value (diverged, failed, missing) are never good. The *grid of an
+Cells without a finite value (diverged, failed, missing) are never good, and neither is a cell
+where fewer than ``min_finite_fraction`` (default 1: all) of its seeds are finite
+(:func:`studies.analysis.cells.reliable`). The *grid of an
 optimizer* is the heatmap columns where it has at least one trial, in η order with ALI-G∞ last;
 columns it never ran are skipped rather than breaking contiguity (another optimizer's grid), but
 a point of its own grid that is not good (diverged, or not finished) does break it.
@@ -29,7 +31,8 @@ Reported per optimizer: ``eta_low``/``eta_high`` (the run's lowest/highest η; `
 ``None`` and ``includes_infinity`` true when the run reaches ALI-G∞, and ``eta_low`` is ``None``
 too if the run is ALI-G∞ alone), ``decades = log10(eta_high / eta_low)`` (0 for a single point,
 ``None`` when the run includes ∞ or there is no run), ``best_eta``/``best_value`` (the optimizer's
-best point over its whole grid), ``n_good`` (points in the run, ∞ included). An optimizer with no
+best point over its whole grid, among the cells with enough finite seeds), ``n_good`` (points in
+the run, ∞ included). An optimizer with no
 good point has every field ``None``, ``n_good = 0`` and ``includes_infinity = False``.
 """
 
@@ -39,6 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from studies.analysis._common import Direction, check_direction, json_safe, sign
+from studies.analysis.cells import DEFAULT_MIN_FINITE_FRACTION, check_fraction, reliable
 from studies.analysis.heatmap import Heatmap, heatmap
 from studies.trial import TrialRecord
 
@@ -73,6 +77,7 @@ class Robustness:
     threshold: float | None  # the bound of the absolute mode
     reference_value: float | None  # best value of any optimizer in the slice
     cutoff: float | None  # the bound a good value must meet (None: nothing finite in the slice)
+    min_finite_fraction: float = DEFAULT_MIN_FINITE_FRACTION  # seeds finite for a good cell
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data (non-finite floats become ``None``)."""
@@ -105,9 +110,10 @@ def _optimizer_range(
     n_total: Sequence[int],
     good: Sequence[bool],
     direction: Direction,
+    trusted: Sequence[bool],
 ) -> EtaRange:
     grid = [j for j in range(len(columns)) if n_total[j] > 0]
-    finite = [j for j in grid if values[j] is not None]
+    finite = [j for j in grid if values[j] is not None and trusted[j]]
     if not any(good[j] for j in grid):
         return EtaRange(name, None, None, None, None, None, 0, False)
     s = sign(direction)
@@ -140,10 +146,14 @@ def _optimizer_range(
 
 
 def robustness_from_heatmap(
-    table: Heatmap, tolerance: float | None = None, threshold: float | None = None
+    table: Heatmap,
+    tolerance: float | None = None,
+    threshold: float | None = None,
+    min_finite_fraction: float = DEFAULT_MIN_FINITE_FRACTION,
 ) -> Robustness:
     """The good-η ranges of the optimizers of ``table`` (see the module docstring)."""
     direction = check_direction(table.direction)
+    fraction = check_fraction(min_finite_fraction)
     if tolerance is not None and threshold is not None:
         raise ValueError("give either tolerance (relative mode) or threshold, not both")
     if threshold is not None and not math.isfinite(threshold):
@@ -156,16 +166,27 @@ def robustness_from_heatmap(
         if direction == "maximize" and not (math.isfinite(tolerance) and tolerance >= 0.0):
             raise ValueError(f"tolerance must be a gap >= 0 when maximising, got {tolerance}")
     s = sign(direction)
-    finite = [v for row in table.values for v in row if v is not None]
+    # the reference is the best cell that counts: a median of survivors is no reference either
+    finite = [
+        v
+        for i, row in enumerate(table.values)
+        for j, v in enumerate(row)
+        if v is not None and reliable(table.n_ok[i][j], table.n_total[i][j], fraction)
+    ]
     best = min(finite, key=lambda v: s * v) if finite else None
     cutoff = _cutoff(best, direction, tolerance, threshold) if best is not None else None
     ranges = {}
     for i, name in enumerate(table.rows):
+        trusted = [
+            reliable(table.n_ok[i][j], table.n_total[i][j], fraction)
+            for j in range(len(table.columns))
+        ]
         good = [
-            v is not None and cutoff is not None and s * v <= s * cutoff for v in table.values[i]
+            v is not None and cutoff is not None and s * v <= s * cutoff and trusted[j]
+            for j, v in enumerate(table.values[i])
         ]
         ranges[name] = _optimizer_range(
-            name, table.columns, table.values[i], table.n_total[i], good, direction
+            name, table.columns, table.values[i], table.n_total[i], good, direction, trusted
         )
     return Robustness(
         ranges=ranges,
@@ -177,6 +198,7 @@ def robustness_from_heatmap(
         threshold=threshold,
         reference_value=best,
         cutoff=cutoff,
+        min_finite_fraction=fraction,
     )
 
 
@@ -188,12 +210,16 @@ def robustness(
     tolerance: float | None = None,
     threshold: float | None = None,
     optimizers: Sequence[str] | None = None,
+    min_finite_fraction: float = DEFAULT_MIN_FINITE_FRACTION,
 ) -> Robustness:
     """The good-η range of each optimizer in one slice of ``records``.
 
     ``tolerance`` (relative mode: a factor when minimising, default 10; an absolute gap when
     maximising, default 0.01) and ``threshold`` (absolute mode) are exclusive. ``slice`` and
-    ``optimizers`` are as for :func:`studies.analysis.heatmap.heatmap`.
+    ``optimizers`` are as for :func:`studies.analysis.heatmap.heatmap`; ``min_finite_fraction``
+    is the share of a cell's seeds that must be finite for it to be good (default all).
     """
     table = heatmap(records, metric, direction, slice, optimizers)
-    return robustness_from_heatmap(table, tolerance=tolerance, threshold=threshold)
+    return robustness_from_heatmap(
+        table, tolerance=tolerance, threshold=threshold, min_finite_fraction=min_finite_fraction
+    )

@@ -13,8 +13,12 @@ with the value chosen by ``diverged``:
   optimizers comparable); ``+∞`` as above if the slice has no finite value.
 - a number: that value.
 
-Points that failed, or have no finished trial, are left out of the pool (they say nothing about
-the optimizer).
+Seeds are not averaged away: a point is *diverged* in the pool unless at least
+``min_finite_fraction`` (default 1: all) of its seeds are finite; a point that passes with some
+diverged seeds (a fraction below 1) has as value the median over all its finished seeds with each
+diverged seed counted as the ``diverged`` value (the worst outcome), not the median of the
+survivors. Points that failed, or have no finished trial, are left out of the pool (they say
+nothing about the optimizer).
 
 Closed form, for minimisation, with the pool's n values and ``S(v) = #{values ≥ v} / n``: the
 lowest of k draws with replacement is ``v`` with probability ``S(v)^k − S(v⁺)^k``, where
@@ -31,11 +35,18 @@ the pool size.
 """
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from studies.analysis._common import Direction, check_direction, finite_or_none, json_safe, sign
+from studies.analysis.cells import (
+    DEFAULT_MIN_FINITE_FRACTION,
+    Cell,
+    check_fraction,
+    reliable,
+)
 from studies.analysis.heatmap import cells
 from studies.trial import TrialRecord
 
@@ -111,6 +122,7 @@ class Tunability:
     slice: dict[str, Any]
     diverged: str | float  # the policy: "inf", "worst" or the penalty value
     diverged_value: float | None  # what a diverged point contributed (None: ±∞)
+    min_finite_fraction: float = DEFAULT_MIN_FINITE_FRACTION  # seeds finite for a working point
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data (non-finite floats become ``None``)."""
@@ -142,6 +154,7 @@ def tunability(
     k_max: int | None = None,
     diverged: DivergedPolicy = "inf",
     optimizers: Sequence[str] | None = None,
+    min_finite_fraction: float = DEFAULT_MIN_FINITE_FRACTION,
 ) -> Tunability:
     """``P_k`` for k = 1..K and the CPE of each optimizer in one slice (module docstring).
 
@@ -149,6 +162,7 @@ def tunability(
     :func:`studies.analysis.heatmap.heatmap`.
     """
     check_direction(direction)
+    fraction = check_fraction(min_finite_fraction)
     if k_max is not None and k_max < 1:
         raise ValueError(f"k_max must be >= 1, got {k_max}")
     rows, columns, grid, chosen = cells(records, metric, slice, optimizers)
@@ -157,9 +171,9 @@ def tunability(
     result = {}
     for name, row in zip(rows, grid, strict=True):
         members = [
-            (eta, cell.value)
+            (eta, _pooled_value(cell, fraction, penalty))
             for eta, cell in zip(columns, row, strict=True)
-            if cell.value is not None or cell.status == "diverged"
+            if cell.value is not None or cell.n_diverged
         ]
         pool = [penalty if value is None else value for _, value in members]
         n_diverged = sum(value is None for _, value in members)
@@ -181,4 +195,15 @@ def tunability(
         slice=chosen,
         diverged=diverged,
         diverged_value=finite_or_none(penalty),
+        min_finite_fraction=fraction,
     )
+
+
+def _pooled_value(cell: Cell, fraction: float, penalty: float) -> float | None:
+    """A pool point's value: None (diverged) unless enough seeds are finite; else the median of
+    its finite seeds and its diverged seeds counted as ``penalty``."""
+    if not reliable(cell.n_ok, cell.n_total, fraction):
+        return None
+    if not cell.n_diverged:
+        return cell.value
+    return float(statistics.median([*cell.finite_values, *[penalty] * cell.n_diverged]))

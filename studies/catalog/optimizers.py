@@ -53,7 +53,9 @@ class AaligOptions(OptimizerOptions):
         10, description="number K of AOV sections"
     )
     lower_bound: Number = Field(0.0, description="loss lower bound B (default: the task's)")
-    eps: NonNegative = Field(1e-5, description="δ in the step denominator")
+    eps: NonNegative = Field(
+        1e-9, description="δ in the step denominator (1e-9, as in the authors' code)"
+    )
 
 
 class SgdOptions(OptimizerOptions):
@@ -83,12 +85,27 @@ class AdagradOptions(OptimizerOptions):
     eps: Positive = Field(1e-10, description="term added to the denominator")
 
 
+class AdagradTfOptions(OptimizerOptions):
+    initial_accumulator: Positive = Field(
+        0.1, description="the accumulator's initial value (TF1: 0.1)"
+    )
+
+
 class RmspropOptions(OptimizerOptions):
     alpha: UnitInterval = Field(0.99, description="smoothing constant")
     momentum: UnitInterval = Field(0.0, description="momentum coefficient in [0, 1)")
     weight_decay: NonNegative = Field(0.0, description="l2 weight decay λ >= 0")
     eps: Positive = Field(1e-8, description="term added to the denominator")
     centered: Annotated[bool, Field(strict=True)] = Field(False, description="centered RMSProp")
+
+
+class RmspropTfOptions(OptimizerOptions):
+    decay: UnitInterval = Field(0.9, description="discount of the mean square")
+    momentum: UnitInterval = Field(0.0, description="momentum coefficient in [0, 1)")
+    eps: Positive = Field(1e-10, description="ε inside the square root")
+    initial_accumulator: NonNegative = Field(
+        1.0, description="the mean square's initial value (TF1: 1)"
+    )
 
 
 class SpsOptions(OptimizerOptions):
@@ -174,11 +191,27 @@ OPTIMIZERS: Mapping[str, OptimizerInfo] = {
             AdagradOptions,
         ),
         OptimizerInfo(
+            "adagrad-tf",
+            "Adagrad as TensorFlow 1 (accumulator starts at 0.1, no eps), as the ALI-G paper's "
+            "DNC runs; eta = learning rate",
+            "lr",
+            "none",
+            AdagradTfOptions,
+        ),
+        OptimizerInfo(
             "rmsprop",
             "RMSProp (torch.optim.RMSprop); eta = learning rate",
             "lr",
             "none",
             RmspropOptions,
+        ),
+        OptimizerInfo(
+            "rmsprop-tf",
+            "RMSProp as TensorFlow 1 (decay 0.9, mean square starts at 1, eps 1e-10 inside the "
+            "square root), as the ALI-G paper's DNC runs; eta = learning rate",
+            "lr",
+            "none",
+            RmspropTfOptions,
         ),
         OptimizerInfo(
             "sps",
@@ -208,7 +241,9 @@ OPTIMIZERS: Mapping[str, OptimizerInfo] = {
 }
 
 # Optimizers whose step size is adaptive by construction: the DNC paper setting clips the
-# gradient norm of every other optimizer at 50 but not theirs (ALI-G paper, §5.1).
+# gradient norm of every other optimizer at 50 but not theirs (ALI-G paper, §5.1; the authors'
+# lberrada/dnc train.py exempts exactly alig, l4mom and l4adam; aalig cannot run on DNC; sps,
+# absent from the paper's DNC runs, is clipped).
 POLYAK_OPTIMIZERS = ("alig", "aalig", "l4mom", "l4adam")
 
 

@@ -6,11 +6,13 @@ are pydantic models with ``extra="forbid"`` so an option a task does not accept 
 the field, not silently ignored.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from studies.catalog.matrix_data import training_floors
 from studies.catalog.optimizers import POLYAK_OPTIMIZERS
 
 BudgetUnit = Literal["steps", "epochs"]
@@ -40,6 +42,10 @@ class DncCopyOptions(TaskOptions):
     # optimizers exempt from gradient clipping, as in the paper
     no_clip_for: tuple[str, ...] = POLYAK_OPTIMIZERS
     objective_window: Annotated[int, Field(ge=1)] = 100  # final objective: mean of last N steps
+    # key strengths β: DeepMind's reference applies a plain softplus; the DNC paper's 1 + softplus
+    key_strength: Literal["softplus", "oneplus"] = "softplus"
+    # held-out set: this many batches of 16 from a fixed seed (the same for every trial seed)
+    heldout_batches: Annotated[int, Field(ge=1, le=1024)] = 8
 
     @model_validator(mode="after")
     def _ranges(self) -> "DncCopyOptions":
@@ -51,26 +57,51 @@ class DncCopyOptions(TaskOptions):
 
 
 class MatrixFactorisationOptions(TaskOptions):
-    """min E_x ||W1 W2 x − A x||² (AALIG paper §5.1); rank 1 and 4 do not interpolate."""
+    """min ||W1 W2 x − A x||² over samples x (AALIG paper §5.1, the benchmark code's data);
+    ranks 1 and 4 do not interpolate. Data: :mod:`studies.catalog.matrix_data`."""
 
+    generator: Literal["benchmark", "exact-condition"] = "benchmark"  # how A is built
     rank: Literal[1, 4, 10, "true-model"] = 4
-    n_samples: Annotated[int, Field(ge=1)] = 1000  # training samples x ~ N(0, I_6)
-    n_val: Annotated[int, Field(ge=1)] = 1000  # fresh validation samples
-    condition_number: Annotated[float, Field(ge=1)] = 1e10  # of the 10×6 target A
+    n_samples: Annotated[int, Field(ge=2)] = 1000  # samples x ~ N(0, I_6), before the split
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # held out for validation
+    condition_number: Annotated[float, Field(ge=1)] = 1e10  # the 1/cond of A's scales or spectrum
     data_seed: int = 0  # A and the samples; the trial seed only changes the initialisation
 
 
 class RbfClassificationOptions(TaskOptions):
-    """Logistic loss on RBF kernel features (AALIG §5.1); LIBSVM file or a synthetic set."""
+    """Logistic loss on RBF kernel features (AALIG §5.1); LIBSVM file or a synthetic set.
+
+    ``features="kernel"`` (the benchmark's setup): one feature per training sample,
+    ``exp(−||x − x_j||² / (2 bandwidth²))``, no bias; ``features="centres"``: ``n_centers``
+    random training inputs as centres, ``exp(−gamma ||x − c||²)``, and a bias.
+    """
 
     path: str | None = None  # LIBSVM/svmlight file (mushrooms, ijcnn1); None = synthetic data
     n_samples: Annotated[int, Field(ge=10)] = 1000  # synthetic only
     n_features: Annotated[int, Field(ge=1)] = 10  # synthetic only
     label_noise: Annotated[float, Field(ge=0, le=0.5)] = 0.0  # synthetic: flips (non-interpolating)
-    n_centers: Annotated[int, Field(ge=1)] = 200  # RBF centres drawn from the training data
-    gamma: Annotated[float | None, Field(gt=0)] = None  # kernel width; None = 1 / n_features
-    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    data_seed: int = 0  # data, split and centres; the trial seed only changes the initialisation
+    features: Literal["kernel", "centres"] = "kernel"  # full training-set kernel, or centres
+    # kernel: σ; None = the benchmark's σ for a file named after its LIBSVM set (mushrooms 0.5,
+    # ijcnn/ijcnn1 0.05, rcv1 0.25, w8a 20), else √(d/2), i.e. γ = 1/(2σ²) = 1/d
+    bandwidth: Annotated[float | None, Field(gt=0)] = None
+    # kernel: refuse more training samples than this (the kernel is n_train² float32)
+    max_kernel_samples: Annotated[int, Field(ge=1)] = 20_000
+    n_centers: Annotated[int, Field(ge=1)] = 200  # centres: drawn from the training data
+    gamma: Annotated[float | None, Field(gt=0)] = None  # centres: kernel width; None = 1 / d
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # the last ⌈fraction · n⌉ samples
+    shuffle_split: bool = False  # False: the benchmark's unshuffled split; True: by data_seed
+    data_seed: int = 0  # data, shuffled split and centres; the trial seed only changes the init
+
+    @model_validator(mode="after")
+    def _feature_options(self) -> "RbfClassificationOptions":
+        other = "centres" if self.features == "kernel" else "kernel"
+        belongs = {"kernel": ("bandwidth", "max_kernel_samples"), "centres": ("n_centers", "gamma")}
+        for name in belongs[other]:
+            if name in self.model_fields_set and getattr(self, name) is not None:
+                raise ValueError(
+                    f"{name}: only with features={other!r}, not features={self.features!r}"
+                )
+        return self
 
 
 class DigitsOptions(TaskOptions):
@@ -107,6 +138,8 @@ class TaskSpec:
     default_batch_size: int
     # metric name -> direction; "final_objective" is what heatmaps show by default
     metrics: dict[str, Direction] = field(default_factory=dict)
+    # what is known about the task's default data, computed on demand (GET /tasks shows it)
+    facts: Callable[[], dict[str, Any]] = field(default=dict, repr=False)
 
 
 _MIN = "minimize"
@@ -128,24 +161,35 @@ TASKS: dict[str, TaskSpec] = {
             "steps",
             10_000,
             16,
-            {"final_objective": _MIN, "train_loss": _MIN},
+            {
+                "final_objective": _MIN,
+                "objective_median": _MIN,
+                "train_loss": _MIN,
+                "heldout_loss": _MIN,
+                "heldout_bit_errors": _MIN,
+                "val_loss": _MIN,
+                "val_bit_errors": _MIN,
+            },
         ),
         TaskSpec(
             "matrix-factorisation",
-            "W1 W2 ≈ A with cond(A) = 1e10 (AALIG paper §5.1); objective: final training loss",
+            "W1 W2 ≈ A on the benchmark's data (AALIG paper §5.1); objective: final training "
+            "loss (mean squared error); facts: each rank's optimal training loss",
             MatrixFactorisationOptions,
             "epochs",
             50,
-            32,
+            100,
             {"final_objective": _MIN, "train_loss": _MIN, "val_loss": _MIN},
+            facts=lambda: {"rank_floors": training_floors()},
         ),
         TaskSpec(
             "rbf-classification",
-            "RBF-kernel logistic regression (AALIG §5.1); objective: final training loss",
+            "RBF-kernel logistic regression (AALIG §5.1; by default the benchmark's full "
+            "training-set kernel); objective: final training loss",
             RbfClassificationOptions,
             "epochs",
-            50,
-            64,
+            35,
+            100,
             _CLASSIFICATION,
         ),
         TaskSpec(

@@ -264,7 +264,7 @@ def test_plain_aalig_without_aovs_is_alig_without_radius():
     # With a = B = 0 (no section closed yet) and no decay, AALIG's step is ALI-G's.
     ours, theirs = mlp(dtype=F64), mlp(dtype=F64)
     optimizer = AALIG(ours.parameters(), max_lr=0.5, n_samples=64, epochs=10, momentum=0.9)
-    alig = AliG(theirs.parameters(), max_lr=0.5, momentum=0.9)
+    alig = AliG(theirs.parameters(), max_lr=0.5, momentum=0.9, eps=1e-9)  # AALIG's default δ
     x, y = regression_data(dtype=F64)
     for step in range(3):  # within the first epoch
         index, xb, yb = batches(step, x, y)
@@ -603,3 +603,9 @@ def test_cuda_buffers_live_on_the_parameters_device_and_match_cpu():
                 opt.end_epoch()
     torch.testing.assert_close(flat(gpu).cpu(), flat(cpu), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(b.aov.cpu(), a.aov, rtol=1e-4, atol=1e-5)
+
+
+def test_default_eps_is_the_authors_delta():
+    # Alasdair-P/alig_plus hard-codes δ = 1e-9 in the step's denominator.
+    optimizer = AALIG([torch.zeros(1, requires_grad=True)], max_lr=1.0, n_samples=1, epochs=1)
+    assert optimizer.defaults["eps"] == 1e-9

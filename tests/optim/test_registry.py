@@ -11,12 +11,13 @@ from optim.registry import OPTIMIZERS, build_optimizer, optimizer_info
 from tests.optim.helpers import flat, mlp, regression_data
 
 NAMES = [
-    "alig", "aalig", "sgd", "sgd-nesterov", "adam", "adamw", "amsgrad", "adagrad", "rmsprop",
-    "sps", "l4mom", "l4adam",
+    "alig", "aalig", "sgd", "sgd-nesterov", "adam", "adamw", "amsgrad", "adagrad", "adagrad-tf",
+    "rmsprop", "rmsprop-tf", "sps", "l4mom", "l4adam",
 ]  # fmt: skip
 SENSIBLE_ETA = {
     "alig": 1.0, "aalig": 1.0, "sgd": 0.05, "sgd-nesterov": 0.02, "adam": 0.01, "adamw": 0.01,
-    "amsgrad": 0.01, "adagrad": 0.05, "rmsprop": 0.005, "sps": 1.0, "l4mom": 0.15, "l4adam": 0.15,
+    "amsgrad": 0.01, "adagrad": 0.05, "adagrad-tf": 0.05, "rmsprop": 0.005, "rmsprop-tf": 0.05,
+    "sps": 1.0, "l4mom": 0.15, "l4adam": 0.15,
 }  # fmt: skip
 
 
@@ -82,6 +83,14 @@ def test_options_are_forwarded_and_defaults_documented():
     assert nesterov.param_groups[0]["momentum"] == 0.9
     assert build_optimizer("amsgrad", mlp().parameters(), 0.1).param_groups[0]["amsgrad"]
     assert OPTIMIZERS["aalig"].defaults()["sections"] == 10
+    assert OPTIMIZERS["aalig"].defaults()["eps"] == 1e-9  # the authors' hard-coded δ
+    tf_rmsprop = build_optimizer("rmsprop-tf", mlp().parameters(), 0.1, momentum=0.5)
+    assert {k: tf_rmsprop.param_groups[0][k] for k in ("lr", "decay", "momentum", "eps")} == {
+        "lr": 0.1, "decay": 0.9, "momentum": 0.5, "eps": 1e-10,
+    }  # fmt: skip
+    assert tf_rmsprop.param_groups[0]["initial_accumulator"] == 1.0
+    tf_adagrad = build_optimizer("adagrad-tf", mlp().parameters(), 0.1)
+    assert tf_adagrad.param_groups[0]["initial_accumulator"] == 0.1
 
 
 @pytest.mark.parametrize(
@@ -98,6 +107,10 @@ def test_options_are_forwarded_and_defaults_documented():
         ("aalig", 1.0, {"epochs": 3}, "option 'n_samples' is required"),
         ("sgd-nesterov", 0.1, {"momentum": 0.0}, "momentum must be > 0"),
         ("alig", "big", {}, "eta must be a number"),
+        ("rmsprop-tf", 0.1, {"decay": 1.0}, "decay must be in"),
+        ("rmsprop-tf", 0.1, {"eps": 0.0}, "eps must be finite and > 0"),
+        ("adagrad-tf", 0.1, {"initial_accumulator": 0.0}, "initial_accumulator must be"),
+        ("adagrad-tf", 0.1, {"eps": 1e-10}, r"option\(s\) eps; accepted: initial_accumulator"),
     ],
 )
 def test_bad_input_names_the_field(name, eta, options, message):

@@ -361,3 +361,14 @@ def test_the_token_is_checked_over_http(api: httpx.Client, smoke_study: dict):
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert api.get(f"/studies/{study_id}").status_code == 200
+
+
+def test_reproduction_of_a_preset_without_claims_is_empty_and_names_the_preset(
+    api: httpx.Client, smoke_study: dict
+):
+    response = api.get(f"/studies/{smoke_study['id']}/reproduction")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["preset"] == "smoke" and body["claims"] == []
+    assert body["budget"] == {"study": 1, "paper": 2}  # the tests run the smoke preset at 1 epoch
+    assert api.get("/studies/0123/reproduction").status_code == 404

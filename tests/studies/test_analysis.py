@@ -15,6 +15,7 @@ from studies.analysis import (
     expected_best,
     heatmap,
     importance,
+    importance_by_optimizer,
     robustness,
     sensitivity,
     slices,
@@ -439,10 +440,15 @@ def eta_only_records():
 
 
 def test_importance_finds_eta(eta_only_records):
-    records = [*eta_only_records, rec("sgd", 100.0, status="diverged")]
+    records = [*eta_only_records, rec("sgd", 100.0, status="diverged"), rec("sgd", 1e-4,
+               status="failed")]  # fmt: skip
     result = importance(records, optimizer="sgd")
     assert set(result.params) == {"eta", "batch_size"}
-    assert (result.n_trials, result.n_excluded) == (40, 1)
+    # the diverged trial is kept (as the penalty), the failed one left out
+    assert (result.n_trials, result.n_diverged, result.n_excluded) == (41, 1, 1)
+    assert result.scale == "log10"
+    worst = max(math.log10(r.final_objective) for r in eta_only_records)
+    assert result.diverged_penalty == pytest.approx(worst + 1.0)  # a decade above the worst
     for name in ("fanova", "ped_anova"):
         scores = result.importances[name]
         assert scores["eta"] > 0.8, (name, scores)
@@ -451,17 +457,42 @@ def test_importance_finds_eta(eta_only_records):
     json.dumps(result.to_dict(), allow_nan=False)
 
 
-def test_importance_over_all_optimizers_and_special_values(eta_only_records):
+def test_importance_never_pools_optimizers_on_one_eta_axis(eta_only_records):
     other = [
-        rec("alig", eta, 5.0 + 1e-3 * seed, seed=seed, radius=radius)
-        for eta in (None, 0.1)
+        rec("alig", eta, 5.0 + eta_value + 1e-3 * seed, seed=seed, radius=radius)
+        for eta, eta_value in ((None, 0.0), (0.1, 1.0))
         for radius in (None, 1.0)
         for seed in (0, 1)
     ]
-    result = importance(eta_only_records + other, evaluators=["fanova"])
-    assert set(result.params) == {"eta", "batch_size", "radius", "optimizer"}
-    assert list(result.importances) == ["fanova"]
-    assert sum(result.importances["fanova"].values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one optimizer at a time"):
+        importance(eta_only_records + other)
+    result = importance_by_optimizer(
+        [*eta_only_records, *other, rec("adam", 0.1, 1.0)], evaluators=["fanova"]
+    )
+    assert list(result.optimizers) == ["sgd", "alig"]
+    assert result.skipped == {"adam": "importance needs at least 2 trials with a finite "
+                              "'final_objective', found 1"}  # fmt: skip
+    alig = result.optimizers["alig"]
+    assert set(alig.params) == {"eta", "radius"} and alig.optimizer == "alig"
+    assert alig.importances["fanova"]["eta"] > alig.importances["fanova"]["radius"]
+    assert sum(alig.importances["fanova"].values()) == pytest.approx(1.0)
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_importance_on_log10_follows_decades_not_the_worst_trials():
+    # η matters by decades at small losses; batch size moves the one large loss a lot
+    records = [
+        rec("sgd", eta, 10.0 ** (-k) * (1000.0 if (k == 0 and bs == 128) else 1.0), seed=0,
+            batch_size=bs)
+        for k, eta in enumerate((1e-3, 1e-2, 1e-1, 1.0, 10.0))
+        for bs in (16, 128)
+    ]  # fmt: skip
+    log_scale = importance(records, optimizer="sgd", evaluators=["fanova"])
+    raw = importance(records, optimizer="sgd", evaluators=["fanova"], scale="raw")
+    assert log_scale.importances["fanova"]["eta"] > 0.5
+    assert raw.importances["fanova"]["batch_size"] > log_scale.importances["fanova"]["batch_size"]
+    with pytest.raises(ValueError, match="log10 needs"):
+        importance([rec("sgd", 0.1, -1.0), rec("sgd", 1.0, 2.0)], optimizer="sgd", scale="log10")
 
 
 def test_importance_errors(eta_only_records):
@@ -473,6 +504,43 @@ def test_importance_errors(eta_only_records):
         importance(eta_only_records, evaluators=["shap"])
 
 
+# ------------------------------------------------------------------- seeds that diverged
+
+
+@pytest.fixture
+def seeded_records():
+    return [
+        *seeds("sgd", 0.01, [2.0, 2.2, 2.1]),
+        *seeds("sgd", 0.1, [1.0, 1.1, "diverged"]),  # one seed of three diverged
+        *seeds("sgd", 1.0, [1.5, 1.4, 1.6]),
+    ]
+
+
+def test_a_cell_with_a_diverged_seed_is_not_good_by_default(seeded_records):
+    strict = robustness(seeded_records).ranges["sgd"]
+    # η = 0.1 has the best median of its survivors but is not good: the range is broken there
+    assert (strict.eta_low, strict.eta_high, strict.n_good) == (1.0, 1.0, 1)
+    relaxed = robustness(seeded_records, min_finite_fraction=0.6)
+    assert (relaxed.ranges["sgd"].eta_low, relaxed.ranges["sgd"].eta_high) == (0.01, 1.0)
+    assert relaxed.min_finite_fraction == 0.6 and relaxed.ranges["sgd"].n_good == 3
+    with pytest.raises(ValueError, match="min_finite_fraction"):
+        robustness(seeded_records, min_finite_fraction=0.0)
+    table = heatmap(seeded_records)
+    assert table.n_diverged == [[0, 1, 0]] and table.n_total == [[3, 3, 3]]
+    assert table.to_dict()["n_diverged"] == [[0, 1, 0]]
+
+
+def test_tunability_counts_a_diverged_seed_as_the_worst_outcome(seeded_records):
+    strict = tunability(seeded_records, diverged="worst").optimizers["sgd"]
+    assert strict.values == [2.1, None, 1.5] and strict.n_diverged == 1  # η = 0.1 is diverged
+    relaxed = tunability(seeded_records, diverged="worst", min_finite_fraction=0.5)
+    # the diverged seed enters as the worst finite value (2.2): median(1.0, 1.1, 2.2) = 1.1
+    assert relaxed.optimizers["sgd"].values == [2.1, 1.1, 1.5]
+    assert relaxed.min_finite_fraction == 0.5
+    penalised = tunability(seeded_records, diverged=100.0, min_finite_fraction=0.5)
+    assert penalised.optimizers["sgd"].values[1] == 1.1  # median(1.0, 1.1, 100)
+
+
 def test_studies_analysis_and_rendering_import_no_server_or_torch():
     code = (
         "import sys, studies.analysis, studies.rendering; "
@@ -480,3 +548,10 @@ def test_studies_analysis_and_rendering_import_no_server_or_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_importance_by_optimizer_refuses_when_no_optimizer_can_be_analysed():
+    with pytest.raises(ValueError, match="at least 2 trials with a finite"):
+        importance_by_optimizer([rec("sgd", 0.1, 1.0), rec("adam", 0.1, status="pending")])
+    with pytest.raises(ValueError, match="the study has no trial"):
+        importance_by_optimizer([])

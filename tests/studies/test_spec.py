@@ -4,6 +4,7 @@ import pytest
 
 from studies.exceptions import SpecError
 from studies.spec import Decades, expand_grid, parse_spec, planned_trial_count
+from studies.trial import Trial
 
 MINIMAL = {
     "task": "matrix-factorisation",
@@ -141,3 +142,64 @@ def test_an_absurd_grid_is_refused_without_expanding_it():
 def test_non_object_spec_is_rejected():
     with pytest.raises(SpecError, match="spec: must be a JSON object"):
         parse_spec([1, 2])  # type: ignore[arg-type]
+
+
+# --- learning-rate schedules -------------------------------------------------------------
+
+# MINIMAL's keys as computed before schedules existed: a constant schedule keeps every key
+MINIMAL_KEYS = [
+    "181ebc2c08947bfe", "09b606b0fdd5fa4d", "5f23fc9e332182ce",
+    "37a4b2239b34bd0b", "20bdd6c10cefa1b7", "eb78d57dcbcaf05b",
+]  # fmt: skip
+MULTISTEP = {"kind": "multistep", "milestones": [2, 4], "factor": 0.2}
+
+
+def test_the_default_schedule_keeps_the_keys_and_the_config_json_of_before():
+    trials = expand_grid(parse_spec(MINIMAL))
+    assert [t.key for t in trials] == MINIMAL_KEYS
+    explicit = expand_grid(parse_spec(spec_with(schedule={"kind": "constant"})))
+    assert [t.key for t in explicit] == MINIMAL_KEYS
+    assert "schedule" not in trials[0].config.model_dump(mode="json")
+    assert trials[0].config.schedule.kind == "constant"
+
+
+def test_the_schedule_is_part_of_every_trial_and_of_its_key():
+    trials = expand_grid(parse_spec(spec_with(schedule=MULTISTEP)))
+    assert set(t.key for t in trials).isdisjoint(MINIMAL_KEYS)
+    cosine = expand_grid(parse_spec(spec_with(schedule={"kind": "cosine"})))
+    assert set(t.key for t in trials).isdisjoint(t.key for t in cosine)
+    config = trials[0].config
+    assert config.schedule.milestones == [2, 4] and config.schedule.factor == 0.2
+    again = Trial.from_json(trials[0].to_json())
+    assert again.key == trials[0].key and again.config == config
+    assert config.model_dump(mode="json")["schedule"] == {**MULTISTEP}
+    warmup = {"kind": "warmup", "length": 1, "then": {"kind": "cosine", "eta_min_factor": 0.1}}
+    config = expand_grid(parse_spec(spec_with(schedule=warmup)))[0].config
+    assert config.schedule.then.eta_min_factor == 0.1 and config.schedule.start_factor == 0.1
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"kind": "multistep", "milestones": [2, 2]},
+         r"schedule.milestones\[1\]: must be greater than the milestone before it \(2\)"),
+        ({"kind": "multistep", "milestones": [0, 2]},
+         r"schedule.milestones\[0\]: Input should be greater than or equal to 1"),
+        ({"kind": "multistep", "milestones": [2, 5]},
+         r"schedule.milestones\[1\]: must be < the budget \(5 epochs\), got 5"),
+        ({"kind": "multistep", "milestones": []}, "schedule.milestones: List should have at least"),
+        ({"kind": "multistep", "milestones": [1], "factor": 0}, "schedule.factor: Input should be greater than 0"),
+        ({"kind": "multistep", "milestones": [1], "factor": 1.5}, "schedule.factor: Input should be less than"),
+        ({"kind": "cosine", "eta_min_factor": -0.1}, "schedule.eta_min_factor: Input should be greater"),
+        ({"kind": "warmup", "length": 5}, r"schedule.length: the warm-up must be shorter than the budget \(5 epochs\)"),
+        ({"kind": "warmup", "length": 2, "then": {"kind": "multistep", "milestones": [2]}},
+         r"schedule.then.milestones\[0\]: must be after the warm-up \(> 2\)"),
+        ({"kind": "warmup", "length": 1, "then": {"kind": "warmup", "length": 1}},
+         "schedule.then: Input tag 'warmup' found"),
+        ({"kind": "step"}, "schedule: Input tag 'step' found using 'kind'"),
+        ({"kind": "cosine", "T_max": 3}, "schedule.T_max: Extra inputs are not permitted"),
+    ],
+)  # fmt: skip
+def test_bad_schedules_name_the_field(schedule, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec_with(schedule=schedule))

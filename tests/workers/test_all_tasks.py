@@ -22,8 +22,8 @@ def task_setup(name: str, root) -> tuple[dict, int, int]:
         return {"data_root": str(root), "model": "resnet8"}, 16, 1
     small = {
         "dnc-copy": ({}, 4, 6),
-        "matrix-factorisation": ({"n_samples": 64, "n_val": 32}, 16, 2),
-        "rbf-classification": ({"n_samples": 80, "n_centers": 20}, 16, 2),
+        "matrix-factorisation": ({"n_samples": 96, "val_fraction": 1 / 3}, 16, 2),
+        "rbf-classification": ({"n_samples": 80}, 16, 2),  # the full kernel: 64 × 64
         "digits": ({}, 128, 1),
     }
     return small[name]

@@ -3,12 +3,16 @@ short training run that must reduce the loss."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from studies.catalog.tasks import TASKS, DncCopyOptions
+from studies.trial import TrialConfig
 from workers.tasks.base import Batch
 from workers.tasks.dnc import (
+    HELDOUT_BATCH_SIZE,
     DncCopyTask,
     bit_errors,
     masked_sigmoid_cross_entropy,
@@ -16,6 +20,8 @@ from workers.tasks.dnc import (
 )
 from workers.tasks.dnc_model import (
     DNC,
+    KEY_STRENGTH_ACTIVATIONS,
+    MemoryAccess,
     allocation_weights,
     content_weights,
     directional_read_weights,
@@ -132,9 +138,11 @@ def test_task_contract() -> None:
     torch.manual_seed(0)
     model = task.build_model()
     metrics = task.evaluate(model, 16)
-    assert set(metrics) == {"val_loss", "val_bit_errors"}
+    assert set(metrics) == {"val_loss", "val_bit_errors", "heldout_loss", "heldout_bit_errors"}
     assert all(math.isfinite(v) for v in metrics.values())
-    assert task.evaluate(model, 16) == metrics  # the same held-out batch each time
+    assert task.evaluate(model, 16) == metrics  # the same held-out data each time
+    # every metric the task reports (and the trainer's median) is in the catalog entry
+    assert set(metrics) | {"final_objective", "objective_median"} <= set(TASKS[task.name].metrics)
     with pytest.raises(TypeError):
         DncCopyTask(TASKS["matrix-factorisation"].options(), seed=0, device=CPU)
 
@@ -320,3 +328,126 @@ def test_adam_reduces_loss() -> None:
     print(f"mean loss, first 20 steps {first:.3f}, last 20 steps {last:.3f}")
     assert all(math.isfinite(v) for v in losses)
     assert last < 0.8 * first
+
+
+# ---------------------------------------------------------------------------------------------
+# key strengths, held-out set, robust objective
+# ---------------------------------------------------------------------------------------------
+
+
+def _access_with_bias(key_strength: str | None, bias: torch.Tensor) -> MemoryAccess:
+    """A memory whose interface ignores its input and outputs ``bias`` (pre-activations)."""
+    extra = {} if key_strength is None else {"key_strength": key_strength}
+    access = MemoryAccess(3, memory_slots=4, word_size=2, read_heads=2, write_heads=1, **extra)
+    with torch.no_grad():
+        access.interface.weight.zero_()
+        access.interface.bias.copy_(bias)
+    return access
+
+
+@pytest.mark.parametrize(
+    ("key_strength", "expected"),
+    [
+        (None, lambda x: F.softplus(x)),  # the default is the reference's plain softplus
+        ("softplus", lambda x: F.softplus(x)),
+        ("oneplus", lambda x: 1.0 + F.softplus(x)),
+    ],
+)
+def test_key_strength_activation(key_strength: str | None, expected) -> None:
+    # interface layout with K=1, R=2, W=2: write vec 2, erase 2, free 2, alloc 1, write gate 1,
+    # read modes 2·3, write key 2, write strength 1, read keys 4, read strengths 2 → 23
+    size = 2 + 2 + 2 + 1 + 1 + 6 + 2 + 1 + 4 + 2
+    bias = torch.linspace(-3.0, 3.0, size)
+    access = _access_with_bias(key_strength, bias)
+    xi = access.parse_interface(torch.zeros(1, 3))
+    write_pre, read_pre = bias[16:17], bias[21:23]
+    torch.testing.assert_close(xi.write_strengths[0], expected(write_pre))
+    torch.testing.assert_close(xi.read_strengths[0], expected(read_pre))
+    # known values: softplus(0) = log 2, softplus(-3) = log(1 + e^-3)
+    zero = _access_with_bias(key_strength, torch.zeros(size)).parse_interface(torch.zeros(1, 3))
+    offset = 1.0 if key_strength == "oneplus" else 0.0
+    assert float(zero.read_strengths[0, 0].detach()) == pytest.approx(
+        offset + math.log(2.0), rel=1e-6
+    )
+
+
+def test_key_strength_option_default_and_wiring() -> None:
+    assert DncCopyOptions().key_strength == "softplus"  # DeepMind's reference
+    assert set(KEY_STRENGTH_ACTIVATIONS) == {"softplus", "oneplus"}
+    for choice in ("softplus", "oneplus"):
+        torch.manual_seed(0)
+        model = make_task(key_strength=choice).build_model()
+        assert isinstance(model, DNC) and model.access.key_strength == choice
+    with pytest.raises(ValueError):
+        DncCopyOptions(key_strength="exp")  # type: ignore[arg-type]
+
+
+def test_other_interface_activations_match_the_reference() -> None:
+    """Erase, free, allocation and write gates are sigmoids; read modes a softmax per head."""
+    size = 23
+    bias = torch.linspace(-2.0, 2.0, size)
+    xi = _access_with_bias(None, bias).parse_interface(torch.zeros(1, 3))
+    torch.testing.assert_close(xi.write_vectors[0, 0], bias[0:2])  # linear
+    torch.testing.assert_close(xi.erase_vectors[0, 0], torch.sigmoid(bias[2:4]))
+    torch.testing.assert_close(xi.free_gates[0], torch.sigmoid(bias[4:6]))
+    torch.testing.assert_close(xi.allocation_gates[0], torch.sigmoid(bias[6:7]))
+    torch.testing.assert_close(xi.write_gates[0], torch.sigmoid(bias[7:8]))
+    torch.testing.assert_close(xi.read_modes[0], torch.softmax(bias[8:14].reshape(2, 3), dim=-1))
+    torch.testing.assert_close(xi.write_keys[0, 0], bias[14:16])  # linear
+    torch.testing.assert_close(xi.read_keys[0], bias[17:21].reshape(2, 2))  # linear
+
+
+def test_heldout_set_fixed_across_trial_seeds() -> None:
+    a, b = make_task(seed=0).heldout_set(), make_task(seed=12345).heldout_set()
+    assert len(a) == DncCopyOptions().heldout_batches == 8
+    assert sum(obs.shape[0] for obs, _, _ in a) == 8 * HELDOUT_BATCH_SIZE == 128
+    for (oa, ta, ma), (ob, tb, mb) in zip(a, b, strict=True):
+        assert torch.equal(oa, ob) and torch.equal(ta, tb) and torch.equal(ma, mb)
+    # the batches differ from one another (one stream, not one batch repeated)
+    assert not all(x[0].shape == a[0][0].shape and torch.equal(x[0], a[0][0]) for x in a[1:])
+    # the size is an option; the first batches are the same stream
+    small = make_task(seed=3, heldout_batches=2).heldout_set()
+    assert len(small) == 2 and torch.equal(small[0][0], a[0][0])
+    # the held-out loss is the mean over all 128 sequences, the same for any trial seed
+    torch.manual_seed(0)
+    model = make_task().build_model()
+    m0, m1 = make_task(seed=0).evaluate(model, 16), make_task(seed=7).evaluate(model, 16)
+    assert m0["heldout_loss"] == m1["heldout_loss"]
+    with torch.no_grad():
+        expected = torch.cat([masked_sigmoid_cross_entropy(model(o), t, m) for o, t, m in a]).mean()
+    assert m0["heldout_loss"] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_objective_median_of_the_trailing_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer's ``objective_median``: the median of the same window as the mean."""
+    from workers.trainer import TrainingRun
+
+    # budget 500 → window min(100, 500 // 100) = 5; the last five losses are 1, 9, 2, 1000, 3
+    losses = [5.0] * 495 + [1.0, 9.0, 2.0, 1000.0, 3.0]
+    config = TrialConfig(
+        task="dnc-copy",
+        task_options={"controller_size": 4, "memory_slots": 2, "word_size": 2, "read_heads": 1,
+                      "heldout_batches": 1},
+        optimizer="sgd",
+        eta=0.1,
+        batch_size=2,
+        budget=len(losses),
+        report_every=len(losses),
+        device="cpu",
+    )  # fmt: skip
+    reports: list[dict[str, float]] = []
+    run = TrainingRun(config, reports.append)
+    stream = iter(losses)
+
+    def fake_step(batch: Batch) -> None:
+        run.steps += 1
+        run.interval_losses.append(next(stream))
+        return None
+
+    monkeypatch.setattr(run, "train_step", fake_step)
+    result = run.run()
+    assert result.status == "completed"
+    assert result.final_objective == pytest.approx((1 + 9 + 2 + 1000 + 3) / 5)
+    assert result.metrics["objective_median"] == 3.0 == float(np.median(losses[-5:]))
+    assert "objective_median" not in reports[-1]  # a result metric, not a progress report
+    assert "heldout_loss" in result.metrics

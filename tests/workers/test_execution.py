@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 GRID = {
     "task": "matrix-factorisation",
-    "task_options": {"rank": "true-model", "n_samples": 128, "n_val": 64},
+    "task_options": {"rank": "true-model", "n_samples": 160, "val_fraction": 0.2},
     "optimizers": ["alig", "sgd"],
     "grid": {"eta": [0.1, 1.0, 1e4], "batch_size": [32], "seed": [0, 1]},
     "budget": {"epochs": 2},
@@ -38,7 +38,7 @@ SLOW = {
 }
 SEARCH = {
     "task": "matrix-factorisation",
-    "task_options": {"rank": "true-model", "n_samples": 128, "n_val": 64},
+    "task_options": {"rank": "true-model", "n_samples": 160, "val_fraction": 0.2},
     "optimizers": ["sgd"],
     "search": {"sampler": "tpe", "n_trials": 5, "eta": {"low": 1e-3, "high": 1.0}, "seed": 1},
     "budget": {"epochs": 1},

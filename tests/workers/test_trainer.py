@@ -12,7 +12,7 @@ from workers.exceptions import TaskConfigError
 from workers.step_stats import StepSizeStats
 from workers.trainer import TrainingRun, run_trial
 
-MF = {"task": "matrix-factorisation", "task_options": {"rank": "true-model", "n_samples": 256},
+MF = {"task": "matrix-factorisation", "task_options": {"rank": "true-model", "n_samples": 320},
       "batch_size": 32, "budget": 3, "device": "cpu"}  # fmt: skip
 
 

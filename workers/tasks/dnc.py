@@ -20,6 +20,12 @@ Loss (the reference's ``masked_sigmoid_cross_entropy``, in nats): per sample
 
 whose batch mean is the reference's loss "averaged over the batch". Every step draws a fresh
 batch (infinite data, ``n_train`` None).
+
+Evaluation, at every report: ``heldout_loss`` and ``heldout_bit_errors``, the mean per-sequence
+loss and wrong bits over a fixed held-out set of ``heldout_batches`` batches of
+``HELDOUT_BATCH_SIZE`` sequences drawn once from ``HELDOUT_SEED`` (the same data for every trial
+seed and batch size); and, as before, ``val_loss`` and ``val_bit_errors`` on one held-out batch
+of the trial's batch size drawn from the trial's seed.
 """
 
 from collections.abc import Iterator
@@ -35,6 +41,8 @@ from workers.tasks.dnc_model import DNC
 
 REPEAT_NORMALISER = 10.0  # R is fed as R / 10, the reference's default normaliser
 _VALIDATION_SEED_OFFSET = 1_000_003  # keeps the held-out batch apart from training streams
+HELDOUT_SEED = 20_190_601  # the fixed held-out set's seed, independent of the trial seed
+HELDOUT_BATCH_SIZE = 16  # the held-out set is ``heldout_batches`` batches of this size
 
 
 def repeat_copy_batch(
@@ -108,6 +116,21 @@ def bit_errors(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
     return (wrong * mask).sum(dim=-1)
 
 
+def _loss_and_errors(
+    model: nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    device: torch.device,
+) -> tuple[float, float]:
+    """Mean per-sequence loss and bit errors over every sequence of ``batches``."""
+    losses, errors = [], []
+    for obs, target, mask in batches:
+        obs, target, mask = obs.to(device), target.to(device), mask.to(device)
+        logits = model(obs)
+        losses.append(masked_sigmoid_cross_entropy(logits, target, mask))
+        errors.append(bit_errors(logits, target, mask))
+    return float(torch.cat(losses).mean()), float(torch.cat(errors).mean())
+
+
 class DncCopyTask(Task):
     """DNC (DeepMind's reference design) on repeat-copy; fresh batches, gradient clip at 50."""
 
@@ -120,6 +143,7 @@ class DncCopyTask(Task):
         self.opts: DncCopyOptions = options
         # held-out batches by batch size, drawn once so every evaluation sees the same data
         self._validation: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._heldout: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def input_size(self) -> int:
@@ -142,6 +166,7 @@ class DncCopyTask(Task):
             write_heads=1,
             controller_size=o.controller_size,
             clip_value=o.clip_value,
+            key_strength=o.key_strength,
         ).to(self.device)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
@@ -153,18 +178,33 @@ class DncCopyTask(Task):
         logits = model(batch.inputs)
         return masked_sigmoid_cross_entropy(logits, batch.targets, batch.extras["mask"])
 
+    def heldout_set(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The fixed held-out set: ``heldout_batches`` batches of ``HELDOUT_BATCH_SIZE``, on the
+        CPU, drawn once from ``HELDOUT_SEED`` (independent of the trial seed)."""
+        if self._heldout is None:
+            generator = torch.Generator().manual_seed(HELDOUT_SEED)
+            self._heldout = [
+                repeat_copy_batch(self.opts, HELDOUT_BATCH_SIZE, generator)
+                for _ in range(self.opts.heldout_batches)
+            ]
+        return self._heldout
+
     def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
-        """Loss and bit errors per sequence on one held-out batch, the same at every call."""
+        """Loss and bit errors per sequence on the fixed held-out set (``heldout_*``) and on one
+        held-out batch of ``batch_size`` from the trial's seed (``val_*``), the same every call."""
         if batch_size not in self._validation:
             generator = torch.Generator().manual_seed(self.seed + _VALIDATION_SEED_OFFSET)
             self._validation[batch_size] = repeat_copy_batch(self.opts, batch_size, generator)
         device = next(model.parameters()).device
-        obs, target, mask = (x.to(device) for x in self._validation[batch_size])
         with torch.no_grad():
-            logits = model(obs)
-            loss = masked_sigmoid_cross_entropy(logits, target, mask).mean()
-            errors = bit_errors(logits, target, mask).mean()
-        return {"val_loss": float(loss), "val_bit_errors": float(errors)}
+            val_loss, val_errors = _loss_and_errors(model, [self._validation[batch_size]], device)
+            heldout_loss, heldout_errors = _loss_and_errors(model, self.heldout_set(), device)
+        return {
+            "val_loss": val_loss,
+            "val_bit_errors": val_errors,
+            "heldout_loss": heldout_loss,
+            "heldout_bit_errors": heldout_errors,
+        }
 
     def grad_clip_norm(self, optimizer: str) -> float | None:
         if optimizer in self.opts.no_clip_for:

@@ -27,8 +27,9 @@ Memory access (Graves et al., Nature 2016, as the reference orders it):
 
 Interface activations follow the reference: write vectors and keys linear; erase vectors, free
 gates, allocation and write gates sigmoid; read modes a softmax over [backward per write head,
-forward per write head, content]. Key strengths use the paper's oneplus, β = 1 + softplus(β̂) ≥ 1
-(the reference's ``CosineWeights`` applies a plain softplus; the difference is an offset of 1).
+forward per write head, content]. Key strengths are β = softplus(β̂) ≥ 0 by default, as the
+reference's ``CosineWeights`` (``strength_op=tf.nn.softplus``); ``key_strength="oneplus"`` gives
+the DNC paper's β = 1 + softplus(β̂) ≥ 1 instead.
 With several write heads the reference allocates for them in turn, marking each allocation as
 used before the next one; that is kept here although the task uses one write head.
 
@@ -37,7 +38,8 @@ std 1/sqrt(fan_in), zero biases, and an LSTM forget-gate bias of +1 added in the
 """
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,9 +56,18 @@ def _sonnet_init_(linear: nn.Linear) -> None:
         nn.init.zeros_(linear.bias)
 
 
+KeyStrength = Literal["softplus", "oneplus"]
+
+
 def oneplus(x: torch.Tensor) -> torch.Tensor:
-    """1 + softplus(x), the paper's map onto [1, ∞) for key strengths."""
+    """1 + softplus(x), the DNC paper's map onto [1, ∞) for key strengths."""
     return 1.0 + F.softplus(x)
+
+
+KEY_STRENGTH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "softplus": F.softplus,  # the reference's CosineWeights default: β ∈ (0, ∞)
+    "oneplus": oneplus,  # the paper's: β ∈ (1, ∞)
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,7 +85,7 @@ def content_weights(
 ) -> torch.Tensor:
     """Content addressing: softmax over slots of strength × cosine(key, memory row).
 
-    ``memory`` [B, N, W], ``keys`` [B, H, W], ``strengths`` [B, H] (already ≥ 0, e.g. oneplus'd);
+    ``memory`` [B, N, W], ``keys`` [B, H, W], ``strengths`` [B, H] (already activated, ≥ 0);
     returns [B, H, N].
     """
     dot = keys @ memory.transpose(1, 2)  # [B, H, N]
@@ -240,9 +251,9 @@ class Interface(NamedTuple):
     write_gates: torch.Tensor  # [B, K] in (0, 1)
     read_modes: torch.Tensor  # [B, R, 2K + 1], rows sum to 1
     write_keys: torch.Tensor  # [B, K, W]
-    write_strengths: torch.Tensor  # [B, K] ≥ 1
+    write_strengths: torch.Tensor  # [B, K] ≥ 0 (softplus) or ≥ 1 (oneplus)
     read_keys: torch.Tensor  # [B, R, W]
-    read_strengths: torch.Tensor  # [B, R] ≥ 1
+    read_strengths: torch.Tensor  # [B, R] ≥ 0 (softplus) or ≥ 1 (oneplus)
 
 
 class MemoryAccess(nn.Module):
@@ -250,9 +261,19 @@ class MemoryAccess(nn.Module):
     of write-then-read addressing. Returns the read words [B, R, W] and the new state."""
 
     def __init__(
-        self, input_size: int, memory_slots: int, word_size: int, read_heads: int, write_heads: int
+        self,
+        input_size: int,
+        memory_slots: int,
+        word_size: int,
+        read_heads: int,
+        write_heads: int,
+        key_strength: KeyStrength = "softplus",
     ) -> None:
         super().__init__()
+        if key_strength not in KEY_STRENGTH_ACTIVATIONS:
+            raise ValueError(f"key_strength must be one of {sorted(KEY_STRENGTH_ACTIVATIONS)}")
+        self.key_strength = key_strength
+        self._strength = KEY_STRENGTH_ACTIVATIONS[key_strength]
         self.memory_slots = memory_slots
         self.word_size = word_size
         self.read_heads = read_heads
@@ -289,9 +310,9 @@ class MemoryAccess(nn.Module):
             write_gates=torch.sigmoid(write_gates),
             read_modes=torch.softmax(read_modes.reshape(b, r, 2 * k + 1), dim=-1),
             write_keys=write_keys.reshape(b, k, w),
-            write_strengths=oneplus(write_strengths),
+            write_strengths=self._strength(write_strengths),
             read_keys=read_keys.reshape(b, r, w),
-            read_strengths=oneplus(read_strengths),
+            read_strengths=self._strength(read_strengths),
         )
 
     def initial_state(
@@ -399,6 +420,7 @@ class DNC(nn.Module):
         write_heads: int = 1,
         controller_size: int = 64,
         clip_value: float = 20.0,
+        key_strength: KeyStrength = "softplus",
     ) -> None:
         super().__init__()
         self.clip_value = clip_value
@@ -406,7 +428,7 @@ class DNC(nn.Module):
         read_size = read_heads * word_size
         self.controller = SonnetLSTMCell(input_size + read_size, controller_size)
         self.access = MemoryAccess(
-            controller_size, memory_slots, word_size, read_heads, write_heads
+            controller_size, memory_slots, word_size, read_heads, write_heads, key_strength
         )
         self.output_linear = nn.Linear(controller_size + read_size, output_size)
         _sonnet_init_(self.output_linear)

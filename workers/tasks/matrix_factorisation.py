@@ -1,15 +1,16 @@
 r"""Matrix factorisation (AALIG paper §5.1): a cheap problem whose interpolation we control.
 
-    min_{W1 ∈ R^{10×k}, W2 ∈ R^{k×6}}  E_x ||W1 W2 x − A x||²,   x ~ N(0, I_6)
+    min_{W1 ∈ R^{10×k}, W2 ∈ R^{k×6}}  (1 / (10 n)) Σ_i ||W1 W2 x_i − y_i||²,   y_i = A x_i
 
-with 1,000 fixed training samples and a target ``A`` (10×6) of condition number 1e10:
-``A = U diag(s) Vᵀ`` with ``U`` (10×6) and ``V`` (6×6) random orthonormal and singular values
-``s`` log-spaced from 1 down to 1/cond. Ranks 1 and 4 cannot represent ``A`` (no interpolation:
-the optimal loss is the energy of the discarded singular directions); rank 10 and the
-"true model" (one linear 10×6 map) can (optimal loss 0). The per-sample loss is the squared error
-summed over the 10 outputs. Data and model are float64: in float32 the smallest singular values
-(1e-10 relative to the largest) would be lost below the 1e-7 rounding, and the problem would not
-have the conditioning it claims.
+on the data of :mod:`studies.catalog.matrix_data` (by default what the benchmark code the AALIG
+paper reuses builds: ``A = linspace(1, 1e-10, 10)[:, None] · U(0, 1)^{10×6}``, 1,000 samples
+``x ~ N(0, I_6)`` split 80/20). The loss is the mean squared error over every output entry, as
+torch's ``MSELoss(reduction="mean")``: the per-sample loss is the mean over the 10 outputs, and a
+batch's loss is their mean. Ranks 1 and 4 cannot represent ``A`` (their optimal losses,
+``studies.catalog.matrix_data.training_floors``, are clearly above 0); rank 10 and the
+"true model" (one linear 10×6 map) can (optimal loss 0). Data and model are float64: the
+``exact-condition`` generator's smallest singular values (1e-10 relative) would be lost in
+float32. See docs/algorithms.md, section "matrix-factorisation".
 """
 
 from collections.abc import Iterator
@@ -17,29 +18,19 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from studies.catalog.matrix_data import IN_FEATURES, OUT_FEATURES, make_data
 from studies.catalog.tasks import MatrixFactorisationOptions
 from workers.tasks.base import Batch, Task
 from workers.tasks.finite_data import epoch_batches, evaluate_in_batches
 
-IN_FEATURES, OUT_FEATURES = 6, 10
 
-
-def make_target(condition_number: float, generator: torch.Generator) -> torch.Tensor:
-    """A random 10×6 float64 matrix with singular values log-spaced in [1/condition_number, 1]."""
-    u, _ = torch.linalg.qr(torch.randn(OUT_FEATURES, IN_FEATURES, generator=generator).double())
-    v, _ = torch.linalg.qr(torch.randn(IN_FEATURES, IN_FEATURES, generator=generator).double())
-    exponents = torch.linspace(0.0, 1.0, IN_FEATURES, dtype=torch.float64)
-    singular = condition_number ** (-exponents)
-    return u.double() @ torch.diag(singular) @ v.double().T
-
-
-def squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``||outputs − targets||²`` summed over the output coordinates."""
-    return (outputs - targets).pow(2).sum(dim=1)
+def mean_squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample squared error averaged over the output coordinates."""
+    return (outputs - targets).pow(2).mean(dim=1)
 
 
 class Factorised(nn.Module):
-    """``x ↦ W1 W2 x`` (rank ``k``), or one linear map for the true model."""
+    """``x ↦ W1 W2 x`` (rank ``k``), or one linear map for the true model; no biases."""
 
     def __init__(self, rank: int | None) -> None:
         super().__init__()
@@ -55,7 +46,7 @@ class Factorised(nn.Module):
 
 
 class MatrixFactorisation(Task):
-    """The task; ``A`` and the samples come from ``options.data_seed``."""
+    """The task; ``A``, the samples and the split come from ``options.data_seed``."""
 
     name = "matrix-factorisation"
 
@@ -64,20 +55,20 @@ class MatrixFactorisation(Task):
     ) -> None:
         super().__init__(options, seed=seed, device=device)
         self.options: MatrixFactorisationOptions = options
-        generator = torch.Generator().manual_seed(options.data_seed)
-        self.target = make_target(options.condition_number, generator)
-        self.x_train = torch.randn(
-            options.n_samples, IN_FEATURES, generator=generator, dtype=torch.float64
+        data = make_data(
+            options.generator,
+            options.condition_number,
+            options.n_samples,
+            options.val_fraction,
+            options.data_seed,
         )
-        self.x_val = torch.randn(
-            options.n_val, IN_FEATURES, generator=generator, dtype=torch.float64
-        )
-        self.y_train = self.x_train @ self.target.T
-        self.y_val = self.x_val @ self.target.T
+        self.target = torch.from_numpy(data.target)
+        self.x_train, self.y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+        self.x_val, self.y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
 
     @property
     def n_train(self) -> int:
-        return self.options.n_samples
+        return int(self.x_train.shape[0])
 
     def build_model(self) -> nn.Module:
         rank = self.options.rank
@@ -87,7 +78,7 @@ class MatrixFactorisation(Task):
         return epoch_batches(self.x_train, self.y_train, batch_size, generator)
 
     def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return squared_error(model(batch.inputs), batch.targets)
+        return mean_squared_error(model(batch.inputs), batch.targets)
 
     def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
-        return evaluate_in_batches(model, self.x_val, self.y_val, squared_error, self.device)
+        return evaluate_in_batches(model, self.x_val, self.y_val, mean_squared_error, self.device)

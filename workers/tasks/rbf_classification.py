@@ -1,16 +1,31 @@
 r"""RBF-kernel binary classification with the logistic loss (AALIG paper §5.1).
 
-Features are Gaussian kernel evaluations against ``m`` centres drawn from the training inputs,
-``φ_j(x) = exp(−γ ||x − c_j||²)``, and the model is linear in them: ``f(x) = wᵀφ(x) + b``. The
-per-sample loss is the logistic loss ``log(1 + exp(−y f(x)))`` with ``y ∈ {−1, +1}``.
+Two feature maps (``options.features``):
+
+* ``"kernel"`` (default; the setup of the benchmark code the AALIG paper reuses, IssamLaradji/sls):
+  one feature per training sample, ``φ_j(x) = exp(−||x − x_j||² / (2σ²))`` for every training
+  input ``x_j``, precomputed once as the matrices ``K_train = k(X_train, X_train)`` and
+  ``K_val = k(X_val, X_train)``; the model is ``f(x) = wᵀφ(x)`` with no bias, as the benchmark's
+  ``nn.Linear(n_train, 1, bias=False)``. ``σ`` is ``options.bandwidth``, or by default the
+  benchmark's value for a file whose stem names a LIBSVM set (:data:`BENCHMARK_BANDWIDTHS`),
+  else ``√(d/2)`` (``γ = 1/(2σ²) = 1/d``, scikit-learn's ``rbf_kernel`` default).
+* ``"centres"``: ``m = n_centers`` centres drawn from the training inputs (not trained),
+  ``φ_j(x) = exp(−γ ||x − c_j||²)`` with ``γ = gamma`` or ``1/d``, and ``f(x) = wᵀφ(x) + b``.
+
+The per-sample loss is the logistic loss ``log(1 + exp(−y f(x)))`` with ``y ∈ {−1, +1}`` (the
+benchmark's binary cross-entropy on logits with labels {0, 1} is the same function).
 
 Data: a LIBSVM/svmlight file (``options.path``; e.g. mushrooms, which interpolates, or ijcnn1,
 which does not), read with scikit-learn, or by default a synthetic set: two interleaved
 Gaussian-mixture classes in ``n_features`` dimensions whose labels are flipped with probability
 ``label_noise`` (noise makes the problem non-interpolating). Any two distinct label values in a
-file are mapped to −1 / +1 (smaller → −1).
+file are mapped to −1 / +1 (smaller → −1). The validation set is the last
+``⌈val_fraction · n⌉`` samples in file order (scikit-learn's
+``train_test_split(..., shuffle=False)``, as the benchmark), or, with ``shuffle_split``, a random
+subset drawn from ``data_seed``.
 """
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +35,19 @@ from torch import nn
 from torch.nn import functional
 
 from studies.catalog.tasks import RbfClassificationOptions
-from workers.exceptions import TaskDataError
+from workers.exceptions import TaskConfigError, TaskDataError
 from workers.tasks.base import Batch, Task
 from workers.tasks.finite_data import epoch_batches, evaluate_in_batches, sign_correct
+
+# σ of the benchmark code (sls, src/datasets.py), by the stem of the LIBSVM file's name
+BENCHMARK_BANDWIDTHS: dict[str, float] = {
+    "mushrooms": 0.5,
+    "ijcnn": 0.05,
+    "ijcnn1": 0.05,
+    "rcv1": 0.25,
+    "rcv1_train": 0.25,
+    "w8a": 20.0,
+}
 
 
 def logistic_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -60,6 +85,35 @@ def synthetic(options: RbfClassificationOptions, rng: np.random.Generator) -> tu
     return features.astype(np.float32), np.where(labels == 0, -1, 1)
 
 
+def default_bandwidth(path: str | None, n_features: int) -> float:
+    """The benchmark's σ for a file named after its LIBSVM set, else ``√(d/2)`` (γ = 1/d)."""
+    if path is not None:
+        stem = Path(path).name.split(".")[0].lower()
+        if stem in BENCHMARK_BANDWIDTHS:
+            return BENCHMARK_BANDWIDTHS[stem]
+    return math.sqrt(n_features / 2.0)
+
+
+def rbf_kernel(
+    a: torch.Tensor, b: torch.Tensor, bandwidth: float, *, block_entries: int = 1 << 22
+) -> torch.Tensor:
+    """``exp(−||a_i − b_j||² / (2σ²))`` as a float32 [len(a), len(b)] matrix.
+
+    Distances are computed in float64, ``block_entries`` kernel entries at a time, so the peak
+    memory is the float32 result plus one float64 block.
+    """
+    a64, b64 = a.to(torch.float64), b.to(torch.float64)
+    b_sq = b64.pow(2).sum(dim=1)
+    scale = -1.0 / (2.0 * bandwidth**2)
+    out = torch.empty(a.shape[0], b.shape[0], dtype=torch.float32)
+    rows = max(1, block_entries // max(1, b.shape[0]))
+    for start in range(0, a.shape[0], rows):
+        block = a64[start : start + rows]
+        squared = block.pow(2).sum(dim=1, keepdim=True) + b_sq - 2.0 * (block @ b64.T)
+        out[start : start + rows] = squared.clamp_(min=0.0).mul_(scale).exp_()
+    return out
+
+
 class KernelModel(nn.Module):
     """``x ↦ wᵀ φ(x) + b`` with fixed RBF centres (a buffer, not trained)."""
 
@@ -73,8 +127,23 @@ class KernelModel(nn.Module):
         return self.linear(torch.exp(-self.gamma * torch.cdist(x, self.centres).pow(2)))
 
 
+class PrecomputedKernelModel(nn.Module):
+    """``k ↦ wᵀ k`` on a row of the precomputed kernel (one weight per training sample)."""
+
+    def __init__(self, n_train: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_train, 1, bias=False)
+
+    def forward(self, kernel_rows: torch.Tensor) -> torch.Tensor:
+        return self.linear(kernel_rows)
+
+
 class RbfClassification(Task):
-    """The task; data, split and centres come from ``options.data_seed``."""
+    """The task; data, split and centres come from ``options.data_seed``.
+
+    ``x_train`` / ``x_val`` are what the model reads: kernel rows for ``features="kernel"``, the
+    raw inputs for ``"centres"``; ``inputs_train`` / ``inputs_val`` are always the raw inputs.
+    """
 
     name = "rbf-classification"
 
@@ -85,23 +154,49 @@ class RbfClassification(Task):
         self.options: RbfClassificationOptions = options
         rng = np.random.default_rng(options.data_seed)
         features, labels = read_libsvm(options.path) if options.path else synthetic(options, rng)
-        order = rng.permutation(labels.shape[0])
-        n_val = max(1, round(options.val_fraction * labels.shape[0]))
-        if labels.shape[0] - n_val < 2:
+        n = labels.shape[0]
+        n_val = max(1, math.ceil(options.val_fraction * n))  # train_test_split's rule
+        if n - n_val < 2:
             raise TaskDataError("path: too few samples for a train/validation split")
-        val, train = order[:n_val], order[n_val:]
+        if options.shuffle_split:
+            order = rng.permutation(n)
+            val, train = order[:n_val], order[n_val:]
+        else:
+            train, val = np.arange(n - n_val), np.arange(n - n_val, n)
         x, y = torch.from_numpy(features), torch.from_numpy(labels.astype(np.float32))
-        self.x_train, self.y_train = x[train], y[train]
-        self.x_val, self.y_val = x[val], y[val]
-        n_centres = min(options.n_centers, train.size)
-        self.centres = self.x_train[torch.from_numpy(rng.permutation(train.size)[:n_centres])]
-        self.gamma = options.gamma or 1.0 / features.shape[1]
+        self.inputs_train, self.y_train = x[train], y[train]
+        self.inputs_val, self.y_val = x[val], y[val]
+        d = features.shape[1]
+        if options.features == "kernel":
+            n_train = train.size
+            if n_train > options.max_kernel_samples:
+                gigabytes = n_train * n * 4 / 1e9
+                raise TaskConfigError(
+                    f"max_kernel_samples: features='kernel' needs a {n_train}×{n_train} kernel "
+                    f"over the training set (with validation rows {gigabytes:.1f} GB in float32), "
+                    f"more than max_kernel_samples={options.max_kernel_samples} training samples; "
+                    "use features='centres' (n_centers) or raise max_kernel_samples"
+                )
+            self.bandwidth = options.bandwidth or default_bandwidth(options.path, d)
+            self.gamma = 1.0 / (2.0 * self.bandwidth**2)
+            self.centres = None
+            self.x_train = rbf_kernel(self.inputs_train, self.inputs_train, self.bandwidth)
+            self.x_val = rbf_kernel(self.inputs_val, self.inputs_train, self.bandwidth)
+        else:
+            self.gamma = options.gamma or 1.0 / d
+            self.bandwidth = math.sqrt(1.0 / (2.0 * self.gamma))
+            n_centres = min(options.n_centers, train.size)
+            chosen = torch.from_numpy(rng.permutation(train.size)[:n_centres])
+            self.centres = self.inputs_train[chosen]
+            self.x_train, self.x_val = self.inputs_train, self.inputs_val
 
     @property
     def n_train(self) -> int:
         return int(self.y_train.shape[0])
 
     def build_model(self) -> nn.Module:
+        if self.centres is None:
+            return PrecomputedKernelModel(self.n_train)
         return KernelModel(self.centres.clone(), self.gamma)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
