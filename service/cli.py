@@ -129,9 +129,13 @@ def robustness_table(data: Robustness) -> Table:
     better = "≥" if data.direction == "maximize" else "≤"
     table = Table(
         title=f"good-η ranges ({data.metric}, {data.direction})",
-        caption=f"{rule}: good means {data.metric} {better} {number(data.cutoff)}",
+        caption=f"{rule}: good means {data.metric} {better} {number(data.cutoff)} with at least "
+        f"{data.min_finite_fraction:.0%} of a cell's seeds finite; seeds = per cell, diverged = "
+        "seeds that diverged over the optimizer's grid",
     )
-    for header in ("optimizer", "η low", "η high", "decades", "best η", "best value"):
+    headers = ("optimizer", "η low", "η high", "decades", "best η", "best value", "seeds",
+               "diverged")  # fmt: skip
+    for header in headers:
         table.add_column(header, justify="left" if header == "optimizer" else "right")
     for name, r in data.ranges.items():
         run_has_inf = r.includes_infinity  # the run reaches ALI-G∞ (η = ∞)
@@ -143,6 +147,8 @@ def robustness_table(data: Robustness) -> Table:
             number(r.decades, infinity=run_has_inf and r.eta_low is not None),
             number(r.best_eta, infinity=best_is_inf),
             number(r.best_value),
+            str(r.seeds),
+            str(r.diverged_seeds),
         )
     return table
 

@@ -16,6 +16,11 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, PlainSerializer, model_validator
 
 from studies.analysis import CellStatus, Direction, json_safe
+
+# the analysis' own records are the wire shapes of a good-η range and a sensitivity point
+# (pydantic validates stdlib dataclasses; the parent model maps non-finite floats to null)
+from studies.analysis.robustness import EtaRange
+from studies.analysis.sensitivity import SensitivityPoint
 from studies.catalog.optimizers import OptimizerInfo
 from studies.catalog.tasks import TaskSpec
 from studies.statuses import StudyStatus, TrialStatus
@@ -262,19 +267,6 @@ class Heatmap(_Analysis):
     slice: Json  # the values of the other axes
 
 
-class EtaRange(ApiModel):
-    """The widest contiguous good-η range of one optimizer."""
-
-    optimizer: str
-    eta_low: float | None
-    eta_high: float | None
-    decades: float | None
-    best_eta: float | None
-    best_value: float | None
-    n_good: int
-    includes_infinity: bool  # the range reaches ALI-G∞
-
-
 class Robustness(_Analysis):
     """The good-η range per optimizer, and the rule that made them."""
 
@@ -358,17 +350,6 @@ class Reproduction(_Analysis):
     preset: str | None
     budget: Json  # {"study": …, "paper": …} in the task's unit
     claims: list[ClaimOut]
-
-
-class SensitivityPoint(ApiModel):
-    eta: float | None
-    median: float | None
-    low: float | None
-    high: float | None
-    status: CellStatus
-    n_ok: int
-    n_diverged: int
-    n_total: int
 
 
 class Sensitivity(_Analysis):

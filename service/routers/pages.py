@@ -78,6 +78,8 @@ def study_page(
             "decades": _number(r["decades"]),
             "best_eta": eta_label_or_dash(r["best_eta"]),
             "best_value": _number(r["best_value"]),
+            "seeds": r["seeds"],
+            "diverged_seeds": r["diverged_seeds"],
         }
         for name, r in ranges.items()
     ]

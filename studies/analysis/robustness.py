@@ -62,6 +62,8 @@ class EtaRange:
     best_value: float | None
     n_good: int
     includes_infinity: bool
+    seeds: int = 0  # the most seeds any of its cells has
+    diverged_seeds: int = 0  # seeds that diverged, over its whole grid
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,13 @@ def _optimizer_range(
     good: Sequence[bool],
     direction: Direction,
     trusted: Sequence[bool],
+    n_diverged: Sequence[int],
 ) -> EtaRange:
     grid = [j for j in range(len(columns)) if n_total[j] > 0]
     finite = [j for j in grid if values[j] is not None and trusted[j]]
+    counts = (max(n_total, default=0), sum(n_diverged))
     if not any(good[j] for j in grid):
-        return EtaRange(name, None, None, None, None, None, 0, False)
+        return EtaRange(name, None, None, None, None, None, 0, False, *counts)
     s = sign(direction)
     # min() keeps the first of equal keys: the lowest η among ties of the best value
     best = min(finite, key=lambda j: s * values[j])  # type: ignore[operator]
@@ -142,6 +146,8 @@ def _optimizer_range(
         best_value=values[best],
         n_good=len(chosen),
         includes_infinity=includes_infinity,
+        seeds=counts[0],
+        diverged_seeds=counts[1],
     )
 
 
@@ -185,9 +191,11 @@ def robustness_from_heatmap(
             v is not None and cutoff is not None and s * v <= s * cutoff and trusted[j]
             for j, v in enumerate(table.values[i])
         ]
+        diverged = table.n_diverged[i] if table.n_diverged else [0] * len(table.columns)
         ranges[name] = _optimizer_range(
-            name, table.columns, table.values[i], table.n_total[i], good, direction, trusted
-        )
+            name, table.columns, table.values[i], table.n_total[i], good, direction, trusted,
+            diverged,
+        )  # fmt: skip
     return Robustness(
         ranges=ranges,
         metric=table.metric,

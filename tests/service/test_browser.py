@@ -146,9 +146,13 @@ def test_the_study_page_shows_the_heatmap_and_the_good_eta_table(
 
     rows = page.tables.get("ranges")
     assert rows, "no good-η table (table#ranges) on the study page"
-    assert rows[0] == ["Optimizer", "η low", "η high", "Decades", "Best η", "Best value"]
+    assert rows[0] == [
+        "Optimizer", "η low", "η high", "Decades", "Best η", "Best value", "Seeds per cell",
+        "Diverged seeds",
+    ]  # fmt: skip
     assert [r[0] for r in rows[1:]] == OPTIMIZERS
-    assert all(len(r) == 6 for r in rows[1:])
+    assert all(len(r) == 8 for r in rows[1:])
+    assert all(r[6] == "1" for r in rows[1:])  # the smoke preset runs one seed per cell
     assert any(r[4] != "—" for r in rows[1:])  # some optimizer has a best η
 
     hrefs = {href for href, _ in page.links}

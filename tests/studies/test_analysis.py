@@ -520,6 +520,7 @@ def test_a_cell_with_a_diverged_seed_is_not_good_by_default(seeded_records):
     strict = robustness(seeded_records).ranges["sgd"]
     # η = 0.1 has the best median of its survivors but is not good: the range is broken there
     assert (strict.eta_low, strict.eta_high, strict.n_good) == (1.0, 1.0, 1)
+    assert (strict.seeds, strict.diverged_seeds) == (3, 1)  # the table says what it rests on
     relaxed = robustness(seeded_records, min_finite_fraction=0.6)
     assert (relaxed.ranges["sgd"].eta_low, relaxed.ranges["sgd"].eta_high) == (0.01, 1.0)
     assert relaxed.min_finite_fraction == 0.6 and relaxed.ranges["sgd"].n_good == 3
