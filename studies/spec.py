@@ -37,14 +37,8 @@ from pydantic import (
 from studies.catalog.optimizers import OPTIMIZERS, optimizer_info, validate_options
 from studies.catalog.tasks import TASKS
 from studies.exceptions import SpecError
-from studies.trial import (
-    SCHEDULE_KINDS,
-    ConstantSchedule,
-    Schedule,
-    Trial,
-    TrialConfig,
-    schedule_budget_error,
-)
+from studies.schedule import SCHEDULE_KINDS, ConstantSchedule, Schedule, schedule_budget_error
+from studies.trial import Trial, TrialConfig
 
 DEFAULT_MAX_TRIALS = 5_000
 

@@ -11,9 +11,9 @@
   all read it (the analysis needs only the axes and the outcome, so tests build records by hand).
 
 ``eta=None`` is ALI-G∞ and sorts after every finite η (an infinite maximal learning rate).
-A config's learning-rate ``schedule`` (:data:`Schedule`; docs/algorithms.md, "Learning-rate
-schedules") is part of the trial; the constant default is left out of the config's dump, so a
-constant-schedule trial has the same JSON and the same key as before schedules existed.
+A config's learning-rate ``schedule`` (:mod:`studies.schedule`; docs/algorithms.md,
+"Learning-rate schedules") is part of the trial; the constant default is left out of the
+config's dump, so a constant-schedule trial has the same JSON and key as before schedules.
 See docs/architecture.md, section "The trial type".
 """
 
@@ -25,95 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from studies.schedule import ConstantSchedule, Schedule, schedule_budget_error
 from studies.statuses import TRIAL_FINISHED, TrialStatus
 
 ValueKind = Literal["finite", "nan", "inf", "-inf"]
-
-
-class _ScheduleModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConstantSchedule(_ScheduleModel):
-    """The learning rate stays η (the default)."""
-
-    kind: Literal["constant"] = "constant"
-
-
-class MultiStepSchedule(_ScheduleModel):
-    """η × factor^k after the k-th milestone (torch's ``MultiStepLR``); milestones count units
-    (epochs or steps, the task's budget unit) from the start of training."""
-
-    kind: Literal["multistep"]
-    milestones: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
-    factor: Annotated[float, Field(gt=0, le=1)] = 0.1
-
-    @field_validator("milestones")
-    @classmethod
-    def _increasing(cls, value: list[int]) -> list[int]:
-        for i in range(1, len(value)):
-            if value[i] <= value[i - 1]:
-                raise ValueError(
-                    f"[{i}] must be greater than the milestone before it ({value[i - 1]})"
-                )
-        return value
-
-
-class CosineSchedule(_ScheduleModel):
-    """Cosine annealing from η to ``eta_min_factor × η`` over the whole budget (torch's
-    ``CosineAnnealingLR``; after a warm-up: over the rest of the budget)."""
-
-    kind: Literal["cosine"]
-    eta_min_factor: Annotated[float, Field(ge=0, le=1)] = 0.0
-
-
-class WarmupSchedule(_ScheduleModel):
-    """A linear warm-up from ``start_factor × η`` to η over the first ``length`` units (torch's
-    ``LinearLR``), then the ``then`` schedule (``SequentialLR``): η is the value the warm-up
-    reaches; ``then``'s milestones still count from the start of training."""
-
-    kind: Literal["warmup"]
-    length: Annotated[int, Field(ge=1)]  # units of warm-up; shorter than the budget
-    start_factor: Annotated[float, Field(gt=0, le=1)] = 0.1
-    then: Annotated[
-        ConstantSchedule | MultiStepSchedule | CosineSchedule, Field(discriminator="kind")
-    ] = ConstantSchedule()
-
-
-Schedule = Annotated[
-    ConstantSchedule | MultiStepSchedule | CosineSchedule | WarmupSchedule,
-    Field(discriminator="kind"),
-]
-SCHEDULE_KINDS = ("constant", "multistep", "cosine", "warmup")
-
-
-def schedule_budget_error(schedule: Any, budget: int, unit: str = "units") -> str | None:
-    """``field: message`` (relative to the schedule) when ``schedule`` does not fit in
-    ``budget`` units, else None: the warm-up must be shorter than the budget, and every
-    milestone must fall after the warm-up and before the end of the budget."""
-    prefix, start = "", 0
-    if isinstance(schedule, WarmupSchedule):
-        if schedule.length >= budget:
-            return f"length: the warm-up must be shorter than the budget ({budget} {unit})"
-        prefix, start, schedule = "then.", schedule.length, schedule.then
-    if isinstance(schedule, MultiStepSchedule):
-        for i, milestone in enumerate(schedule.milestones):
-            if milestone >= budget:
-                return (
-                    f"{prefix}milestones[{i}]: must be < the budget ({budget} {unit}), "
-                    f"got {milestone}"
-                )
-            if milestone <= start:
-                return f"{prefix}milestones[{i}]: must be after the warm-up (> {start})"
-    return None
 
 
 class TrialConfig(BaseModel):

@@ -1,6 +1,6 @@
 """The baselines' learning-rate schedules as ``torch.optim.lr_scheduler`` objects.
 
-A study's ``schedule`` (:data:`studies.trial.Schedule`; docs/algorithms.md, "Learning-rate
+A study's ``schedule`` (:data:`studies.schedule.Schedule`; docs/algorithms.md, "Learning-rate
 schedules") is counted in the task's budget unit: the trainer calls ``scheduler.step()`` once per
 epoch for epoch budgets and once per step for step budgets, always after the unit's optimizer
 steps. η (the trial's ``eta``) is the schedule's initial value — for a warm-up, the value the
@@ -33,7 +33,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from studies.catalog.optimizers import optimizer_info
-from studies.trial import (
+from studies.schedule import (
     ConstantSchedule,
     CosineSchedule,
     MultiStepSchedule,
