@@ -160,7 +160,20 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(env):
         assert repository.get_study(session, study_id).status == "succeeded"
 
 
-def test_killed_trial_worker_is_retried_and_the_study_completes(env):
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether process ``pid`` is a descendant of ``ancestor`` (False once the chain ends)."""
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])  # the parent's pid
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
+def test_killed_trial_worker_is_retried_and_the_study_completes(env, ray_head):
     store, env_vars, tmp = env
     study_id = create(
         store, {**SLOW, "grid": {**SLOW["grid"], "seed": [0]}, "budget": {"steps": 150}}
@@ -169,9 +182,11 @@ def test_killed_trial_worker_is_retried_and_the_study_completes(env):
     try:
         assert wait_until(lambda: progress(store, study_id).running >= 1, timeout=120)
         time.sleep(2)
-        victims = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc|ray::train"],
-                                 capture_output=True, text=True).stdout.split()  # fmt: skip
-        assert victims, "no trial worker process found"
+        found = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc|ray::train"],
+                               capture_output=True, text=True).stdout.split()  # fmt: skip
+        # only workers of this session's Ray head: another Ray on the machine is not ours
+        victims = [pid for pid in found if _descends_from(int(pid), ray_head._process.pid)]
+        assert victims, "no trial worker process of this study found"
         os.kill(int(victims[0]), signal.SIGKILL)
         assert process.wait(240) == 0, (tmp / "driver.log").read_text()
     finally:
