@@ -39,6 +39,18 @@ class Settings(BaseSettings):
     # the URL of the Ray dashboard shown to users (links from the API and the web page)
     ray_dashboard_url: str | None = None
 
+    # the operator's data sets (LIBSVM files, torchvision layouts); default: <data_dir>/datasets.
+    # A spec names a data set or a file inside it, never a path.
+    datasets_dir: Path | None = None
+    # whether tasks may download a missing data set into datasets_dir (off: the operator
+    # provides them)
+    allow_downloads: bool = False
+
+    @cached_property
+    def resolved_datasets_dir(self) -> Path:
+        """The absolute directory workers read data sets from."""
+        return (self.datasets_dir or self.data_dir / "datasets").resolve()
+
     @cached_property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the SQLite file in the data directory."""

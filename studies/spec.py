@@ -202,6 +202,18 @@ class Resources(_Strict):
     gpu: Annotated[float, Field(ge=0, le=8)] = 0.0  # fractions share a GPU between trials
 
 
+class Execution(_Strict):
+    """How the driver runs a grid study's trials (docs/architecture.md, "Packed trials").
+
+    ``packing: auto`` trains trials that differ only in η, radius, optimizer or its options (and
+    seed) as one vectorised model per pack where the task and optimizer have a packed form;
+    ``off`` runs one model per trial. ``max_pack_size`` bounds the members of one pack.
+    """
+
+    packing: Literal["auto", "off"] = "auto"
+    max_pack_size: Annotated[int, Field(ge=1, le=1024)] = 128
+
+
 class StudySpec(_Strict):
     """A whole study as submitted."""
 
@@ -214,6 +226,7 @@ class StudySpec(_Strict):
     search: Search | None = None
     budget: Budget
     resources: Resources = Resources()
+    execution: Execution = Execution()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False
     divergence_factor: Annotated[float, Field(gt=1)] = 1e3
