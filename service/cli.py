@@ -8,8 +8,8 @@ usage error exits with code 2.
 
 Commands: ``serve``, ``submit FILE|--preset NAME``, ``status ID``, ``heatmap ID -o out.png``,
 ``robustness ID``, ``export ID -o results.csv``, ``cancel ID``, ``resume ID``, ``delete ID``,
-``list``. ``submit`` prints only the new study's id on stdout (``ID=$(sensitivity submit …)``);
-the human-readable notes go to stderr.
+``list``, ``reconcile``. ``submit`` prints only the new study's id on stdout
+(``ID=$(sensitivity submit …)``); the human-readable notes go to stderr.
 """
 
 import json
@@ -275,12 +275,25 @@ def serve(
             envvar="SENSITIVITY_DATA_DIR", help="SQLite file, Ray results and logs go here."
         ),
     ] = Path("./data"),
+    insecure: Annotated[
+        bool,
+        typer.Option(help="Serve a non-loopback --host without SENSITIVITY_API_TOKEN (open)."),
+    ] = False,
 ) -> None:
     """Serve the API (and a local Ray head unless SENSITIVITY_RAY_ADDRESS is set) until Ctrl-C.
 
     The service logs the page, API docs and Ray dashboard URLs once it is ready; on Ctrl-C or
-    SIGTERM it stops cleanly, with the Ray head it started.
+    SIGTERM it stops cleanly, with the Ray head it started. A --host other than loopback needs
+    SENSITIVITY_API_TOKEN, or --insecure: it refuses to start otherwise (exit 2).
     """
+    from service.server import InsecureBind, check_exposure
+    from studies.settings import Settings
+
+    try:
+        check_exposure(host, Settings(data_dir=data_dir), insecure)
+    except InsecureBind as error:
+        say(f"Error: {error}", "red", to=err_console)
+        raise typer.Exit(2) from None
     base = f"http://{host}:{port}"
     console.print(
         f"Starting the η-sensitivity service: API {base} · docs {base}/docs · data in "
@@ -293,7 +306,7 @@ def serve(
     # SIGTERM: uvicorn shuts down gracefully, restores this handler and re-raises the signal
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down, then re-raises it
-        run(host=host, port=port, data_dir=data_dir)
+        run(host=host, port=port, data_dir=data_dir, insecure=insecure)
     console.print("The service stopped.")
 
 
@@ -552,6 +565,30 @@ def delete(
     with api(ctx) as client:
         client.delete(study_id)
     say(f"study {study_id} deleted")
+
+
+@app.command()
+def reconcile(
+    ctx: typer.Context,
+    grace: Annotated[
+        float | None,
+        typer.Option(min=0, help="Skip studies changed less than this many seconds ago."),
+    ] = None,
+) -> None:
+    """Run one reconciler pass now: launch stranded pending studies and relaunch studies whose
+    driver died (the service also does it every SENSITIVITY_RECONCILE_INTERVAL_SECONDS)."""
+    with api(ctx) as client:
+        report = client.reconcile(grace_seconds=grace)
+    say(
+        f"checked {report['checked']} unfinished studies: {len(report['launched'])} launched, "
+        f"{len(report['resumed'])} relaunched, {len(report['failed'])} failed, "
+        f"{len(report['noted'])} with a reason noted"
+    )
+    for action in ("launched", "resumed", "failed", "noted"):
+        for study_id in report[action]:
+            say(f"  {action}: {study_id}")
+    if report["error"]:
+        raise fail(f"the pass stopped: {report['error']}")
 
 
 @app.command("list")

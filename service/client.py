@@ -245,6 +245,12 @@ class ApiClient:
         """``DELETE /studies/{id}``: remove a finished study and its rows."""
         self._request("DELETE", self._study(study_id))
 
+    def reconcile(self, grace_seconds: float | None = None) -> dict[str, Any]:
+        """``POST /studies/reconcile``: one reconciler pass now; what it did (study ids under
+        ``launched``, ``resumed``, ``failed``, ``noted``; ``checked``; ``error``)."""
+        params = {} if grace_seconds is None else {"grace_seconds": grace_seconds}
+        return self._request("POST", "/studies/reconcile", params=params).json()
+
     def watch(self, study_id: str, interval: float = 1.0) -> Iterator[StudyOut]:
         """Poll the study every ``interval`` seconds, yielding it each time; the last one
         yielded is finished (``succeeded``, ``failed`` or ``cancelled``)."""

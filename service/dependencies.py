@@ -1,5 +1,5 @@
 """Request dependencies: the store, the launcher, the lifecycle, the settings and the token
-check."""
+checks (mutations always when a token is set; every read too with ``protect_reads``)."""
 
 import hmac
 from collections.abc import Iterator
@@ -48,6 +48,28 @@ def require_token(request: Request) -> None:
         raise NotAuthorized("authorization: this request needs 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise NotAuthorized("authorization: the bearer token is not valid")
+
+
+# routes that answer without the token even when reads are protected: the health check (for
+# load balancers and compose) — the API docs are not routes of the app's routers, so they stay
+# open too (they describe the API, not its data)
+OPEN_PATHS = frozenset({"/health"})
+
+
+def require_read_token(request: Request) -> None:
+    """Every route needs the token when ``protect_reads`` is set (and a token is configured),
+    but :data:`OPEN_PATHS`; without ``protect_reads`` only mutating routes do."""
+    settings = request.app.state.settings
+    if settings.protect_reads and request.url.path not in OPEN_PATHS:
+        require_token(request)
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    """An ``Idempotency-Key`` must say something: an empty or blank one is a 422 (it would be
+    stored as a key every empty-keyed request shares)."""
+    if key is not None and not key.strip():
+        raise InvalidQuery("idempotency-key: must not be empty (leave the header out instead)")
+    return key
 
 
 # the parameter types handlers declare (FastAPI's Annotated-dependency idiom)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from optim.exceptions import OptimError
 from service.models import ErrorOut
 from studies.exceptions import (
+    ClusterUnavailable,
     IdempotencyConflict,
     InvalidCursor,
     InvalidQuery,
@@ -21,6 +22,7 @@ from studies.exceptions import (
     SpecError,
     StudyError,
     StudyNotFound,
+    TooManyStudies,
     TrialNotFound,
 )
 from workers.exceptions import LaunchError, TaskConfigError
@@ -38,9 +40,13 @@ class AnalysisUnavailable(ServiceError):
     """An analysis cannot be computed from the study's results (yet); the message says why."""
 
 
+RETRY_AFTER_SECONDS = 30  # what a 503 (the cluster) and a 429 (too many studies) suggest
+
 # the most specific class first: the first match wins
 STATUS_CODES: list[tuple[type[Exception], int]] = [
     (NotAuthorized, 401),
+    (ClusterUnavailable, 503),
+    (TooManyStudies, 429),
     (StudyNotFound, 404),
     (TrialNotFound, 404),
     (InvalidTransition, 409),
@@ -53,6 +59,15 @@ STATUS_CODES: list[tuple[type[Exception], int]] = [
     (TaskConfigError, 422),
     (LaunchError, 503),
     (StudyError, 422),
+]
+
+
+# the extra headers of an error's response, by the same first-match rule
+ERROR_HEADERS: list[tuple[type[Exception], dict[str, str]]] = [
+    (NotAuthorized, {"WWW-Authenticate": "Bearer"}),
+    (ClusterUnavailable, {"Retry-After": str(RETRY_AFTER_SECONDS)}),
+    (LaunchError, {"Retry-After": str(RETRY_AFTER_SECONDS)}),
+    (TooManyStudies, {"Retry-After": str(RETRY_AFTER_SECONDS)}),
 ]
 
 
@@ -80,7 +95,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 async def _domain_error(request: Request, error: Exception) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, NotAuthorized) else None
+    headers = next((h for kind, h in ERROR_HEADERS if isinstance(error, kind)), None)
     return JSONResponse({"detail": str(error)}, status_code_for(error), headers=headers)
 
 

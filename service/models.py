@@ -383,6 +383,7 @@ class TaskOut(ApiModel):
     options: Json  # the JSON schema of the task's options
     defaults: Json
     facts: Json  # what is known about the default data (matrix factorisation: rank floors)
+    packs: bool  # whether its trials can train as one vectorised model per pack
 
     @classmethod
     def of(cls, spec: TaskSpec) -> Self:
@@ -396,6 +397,7 @@ class TaskOut(ApiModel):
             options=spec.options.model_json_schema(),
             defaults=spec.options().model_dump(mode="json"),
             facts=spec.facts(),
+            packs=spec.packs,
         )
 
 
@@ -416,6 +418,7 @@ class OptimizerOut(ApiModel):
     closure: str
     native_radius: bool
     reports_step_size: bool
+    packs: bool  # whether its trials can train in packs (execution.packing)
     options: dict[str, OptionOut]  # those a study may set, with their defaults
     options_schema: Json  # the JSON schema of the options
 
@@ -431,6 +434,7 @@ class OptimizerOut(ApiModel):
             closure=info.closure,
             native_radius=info.native_radius,
             reports_step_size=info.reports_step_size,
+            packs=info.packs,
             options={
                 name: OptionOut(default=defaults.get(name), help=field.description)
                 for name, field in fields.items()

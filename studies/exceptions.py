@@ -31,3 +31,21 @@ class InvalidCursor(StudyError, ValueError):
 
 class InvalidQuery(StudyError, ValueError):
     """A listing's filter or page size is out of range; the message names the parameter."""
+
+
+class LimitExceeded(SpecError):
+    """A submission is over one of the service's configured limits; the message names the field,
+    the limit and the setting (``SENSITIVITY_…``) that sets it."""
+
+
+class TooManyStudies(StudyError):
+    """Too many unfinished studies at once (``SENSITIVITY_MAX_UNFINISHED_STUDIES``): retry once
+    some have finished."""
+
+
+class ClusterUnavailable(StudyError):
+    """The cluster that runs study drivers did not answer (unreachable, an error, a timeout).
+
+    Nothing about the study changed because of it: a pending study stays pending and the
+    reconciler launches it once the cluster answers again; never a reason to fail a study.
+    """

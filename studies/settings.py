@@ -8,8 +8,26 @@ with its dashboard on 127.0.0.1:8265. ``docker compose`` sets them for the clust
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (the form that may appear in logs and job metadata)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads: nothing to redact, say nothing of it
+        return "<unparsable database URL>"
+    return parsed._replace(password=None).render_as_string(hide_password=False)
+
+
+def has_password(url: str) -> bool:
+    """Whether the database URL carries a password (then it is a secret)."""
+    try:
+        return make_url(url).password is not None
+    except Exception:
+        return True  # unknown: treat as secret
 
 
 class Settings(BaseSettings):
@@ -36,6 +54,41 @@ class Settings(BaseSettings):
     ray_auth_token: str | None = Field(default=None, repr=False)
     # the largest study (trials) the API accepts
     max_trials: int = Field(default=5_000, ge=1)
+
+    # --- limits checked at submit (docs/architecture.md, "Limits"): a 422 (429 for the
+    # unfinished studies) names the field, the limit and the variable that sets it
+    max_body_bytes: int = Field(default=1 << 20, ge=1)  # a request body larger is a 413
+    max_budget_steps: int = Field(default=1_000_000, ge=1)  # budget.steps
+    max_budget_epochs: int = Field(default=10_000, ge=1)  # budget.epochs
+    max_optimizers: int = Field(default=32, ge=1)  # entries of `optimizers`
+    max_eta_values: int = Field(default=256, ge=1)  # η values of one grid (after decades)
+    max_axis_values: int = Field(default=256, ge=1)  # values of any other grid axis or sweep
+    max_tags: int = Field(default=32, ge=0)
+    # the task options' size fields (studies.submission.TASK_SIZE_FIELDS says which is which)
+    max_task_samples: int = Field(default=1_000_000, ge=1)  # n_samples, subsets, kernel samples
+    max_task_width: int = Field(default=8_192, ge=1)  # features, centres, memory, hidden units
+    max_task_sequence: int = Field(default=1_000, ge=1)  # DNC pattern lengths and repeats
+    max_unfinished_studies: int = Field(default=100, ge=1)  # pending + running at once: 429
+
+    # --- reads and the reconciler
+    # when set (with api_token), every route but /health and the API docs needs the token
+    protect_reads: bool = False
+    # seconds between two passes of the reconciler in the API process (0: no background pass;
+    # `sensitivity reconcile` still runs one)
+    reconcile_interval_seconds: float = Field(default=30.0, ge=0)
+    # a study changed less than this long ago is left to whoever changed it
+    reconcile_grace_seconds: float = Field(default=30.0, ge=0)
+    # launches of one study (its first included) before the reconciler gives up and fails it
+    max_launch_attempts: int = Field(default=3, ge=1)
+    # every call to Ray's Jobs API gives up after this long (then: 503, the study unchanged)
+    ray_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # --- set by the launcher in a driver's job environment (never by hand)
+    # which launch of its study this driver is: it claims the study only for that launch
+    launch_attempt: int | None = Field(default=None, ge=0)
+    # the database URL without its password: a driver whose own SENSITIVITY_DATABASE_URL
+    # names another database refuses to start (the password is never in the job's metadata)
+    expected_database: str | None = None
     # the URL of the Ray dashboard shown to users (links from the API and the web page)
     ray_dashboard_url: str | None = None
 
@@ -45,6 +98,18 @@ class Settings(BaseSettings):
     # whether tasks may download a missing data set into datasets_dir (off: the operator
     # provides them)
     allow_downloads: bool = False
+
+    @model_validator(mode="after")
+    def _same_database(self) -> "Settings":
+        if self.expected_database and redacted_url(self.resolved_database_url) != (
+            self.expected_database
+        ):
+            raise ValueError(
+                f"SENSITIVITY_DATABASE_URL names {redacted_url(self.resolved_database_url)}, "
+                f"but this driver was launched for {self.expected_database}: set the database "
+                "URL (with its password) in the environment of the Ray head and workers"
+            )
+        return self
 
     @cached_property
     def resolved_datasets_dir(self) -> Path:

@@ -36,8 +36,9 @@ from pydantic import (
 
 from studies.catalog.optimizers import OPTIMIZERS, optimizer_info, validate_options
 from studies.catalog.tasks import TASKS
-from studies.exceptions import SpecError
+from studies.exceptions import LimitExceeded, SpecError
 from studies.schedule import SCHEDULE_KINDS, ConstantSchedule, Schedule, schedule_budget_error
+from studies.text import TAGS_MAX, OptimizerLabel, StudyName, StudyTag
 from studies.trial import Trial, TrialConfig
 
 DEFAULT_MAX_TRIALS = 5_000
@@ -102,7 +103,9 @@ class OptimizerEntry(_Strict):
     """One row of the heatmap: a registered optimizer with fixed options and a label."""
 
     name: str  # a registry name: alig, aalig, sgd, sgd-nesterov, adam, …
-    label: str | None = None  # row name; default: the registry name
+    label: OptimizerLabel | None = (
+        None  # row name (sens_trials.optimizer); default: the registry name
+    )
     options: dict[str, Any] = Field(default_factory=dict)  # fixed options, e.g. momentum
     eta: EtaGrid | None = None  # this optimizer's own η grid (grid mode); default: grid.eta
 
@@ -119,7 +122,7 @@ class Grid(_Strict):
     batch_size: list[Annotated[int, Field(ge=1)]] | None = None  # default: the task's
     radius: list[Annotated[float, Field(gt=0)] | None] = [None]
     weight_decay: list[Annotated[float, Field(ge=0)] | None] = [None]
-    seed: list[int] = [0]
+    seed: list[Annotated[int, Field(ge=0)]] = [0]  # seeds torch and numpy: never negative
     task_options: dict[str, list[Any]] = Field(default_factory=dict)  # swept task options
 
     @field_validator("eta")
@@ -170,7 +173,7 @@ class Search(_Strict):
     batch_size: list[Annotated[int, Field(ge=1)]] | None = None  # categorical; default: task's
     radius: Range | None = None  # None: unconstrained
     weight_decay: Range | None = None  # None: no decay
-    seed: int = 0  # trial seed and the sampler's seed
+    seed: Annotated[int, Field(ge=0)] = 0  # trial seed and the sampler's seed
     grid_points: Annotated[int, Field(ge=2, le=100)] = 10  # the grid sampler's points per range
 
 
@@ -217,8 +220,8 @@ class Execution(_Strict):
 class StudySpec(_Strict):
     """A whole study as submitted."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] = "study"
-    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list)
+    name: StudyName = "study"  # limits and the text check: studies.text, shared with the schema
+    tags: Annotated[list[StudyTag], Field(max_length=TAGS_MAX)] = Field(default_factory=list)
     task: str
     task_options: dict[str, Any] = Field(default_factory=dict)  # fixed task options
     optimizers: list[str | OptimizerEntry]
@@ -284,13 +287,16 @@ def parse_spec(
             spec = StudySpec.model_validate(dict(data))
         except ValidationError as error:
             raise SpecError(_format_errors(error)) from None
+    # the size first, from the axis lengths alone: nothing below expands more than this many
+    # combinations (the task-option sweeps are validated combination by combination)
+    if spec.grid is not None or spec.search is not None:
+        count = planned_trial_count(spec)
+        if count > max_trials:
+            raise LimitExceeded(
+                f"{'grid' if spec.grid else 'search'}: the study has {count} trials, "
+                f"more than the limit of {max_trials} (SENSITIVITY_MAX_TRIALS)"
+            )
     _check_semantics(spec)
-    count = planned_trial_count(spec)
-    if count > max_trials:
-        raise SpecError(
-            f"{'grid' if spec.grid else 'search'}: the study has {count} trials, "
-            f"more than the limit of {max_trials}"
-        )
     return spec
 
 
@@ -354,11 +360,19 @@ def _task_option_combinations(spec: StudySpec) -> list[dict[str, Any]]:
     ]
 
 
+def eta_values(grid: EtaGrid) -> list[float | None]:
+    """The η values of a grid's (or an optimizer entry's) η axis, decades written out."""
+    return _eta_values(grid)
+
+
 def planned_trial_count(spec: StudySpec) -> int:
     """How many trials the study runs, computed from the axis lengths without expanding the
     grid (so an absurd grid is refused at once): a search runs ``n_trials`` per optimizer; a
     grid runs, per optimizer, its η values (``null`` only where accepted) × batch sizes × radii
-    × weight decays (one for optimizers without decay) × swept task options × seeds."""
+    × weight decays (one for optimizers without decay) × swept task options × seeds.
+
+    It runs before the names are checked: an unknown optimizer counts as one that takes every
+    η and every decay (an upper bound; the name is refused right after)."""
     if spec.search is not None:
         return spec.search.n_trials * len(spec.entries)
     grid = spec.grid
@@ -371,10 +385,10 @@ def planned_trial_count(spec: StudySpec) -> int:
     )
     total = 0
     for entry in spec.entries:
-        info = optimizer_info(entry.name)
+        info = OPTIMIZERS.get(entry.name)
         etas = _eta_values(entry.eta if entry.eta is not None else grid.eta)
-        n_etas = sum(1 for eta in etas if eta is not None or info.eta_may_be_none)
-        decays = len(grid.weight_decay) if info.takes_weight_decay else 1
+        n_etas = sum(1 for eta in etas if eta is not None or info is None or info.eta_may_be_none)
+        decays = len(grid.weight_decay) if info is None or info.takes_weight_decay else 1
         total += n_etas * decays * shared
     return total
 

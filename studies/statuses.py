@@ -27,6 +27,16 @@ STUDY_TRANSITIONS: dict[StudyStatus, frozenset[StudyStatus]] = {
     "cancelled": frozenset(),
 }
 RESUME_TARGETS: frozenset[StudyStatus] = frozenset({"pending", "running"})  # from a finished one
+# a study that has work left: what the reconciler looks after and the concurrency limit counts
+STUDY_UNFINISHED: tuple[StudyStatus, ...] = ("pending", "running")
+# what a resume (a new launch) may start from: a finished study, or one whose driver is gone
+# (its job has ended while it was pending or running; the lifecycle checks the job first)
+RESUME_SOURCES: tuple[StudyStatus, ...] = (*STUDY_FINISHED, "pending", "running")
+# what a driver may claim: only a pending study (a launched driver, for its own launch); a driver
+# started by hand, which knows no launch, may also take over a running or finished one — never
+# a cancelled one (a cancel is final until a resume)
+DRIVER_CLAIM_SOURCES: tuple[StudyStatus, ...] = ("pending",)
+MANUAL_CLAIM_SOURCES: tuple[StudyStatus, ...] = ("pending", "running", "succeeded", "failed")
 
 TrialStatus = Literal["pending", "running", "completed", "diverged", "failed", "cancelled"]
 TRIAL_STATUSES: tuple[TrialStatus, ...] = get_args(TrialStatus)

@@ -11,6 +11,8 @@ loopback interface) and stops exactly that one on :meth:`LocalRayHead.stop` — 
 which would kill every Ray process on the machine.
 """
 
+import contextlib
+import logging
 import os
 import re
 import shutil
@@ -20,17 +22,18 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import requests
 
+from studies.exceptions import ClusterUnavailable
 from studies.lifecycle import TERMINAL_JOB_STATES
-from studies.settings import Settings
+from studies.settings import Settings, has_password, redacted_url
+from studies.store import StudyInfo
 from workers.exceptions import LaunchError
 from workers.ray_env import ray_environment
 
-if TYPE_CHECKING:
-    from ray.job_submission import JobSubmissionClient
+log = logging.getLogger("workers.launcher")
 
 
 def submission_id(study_id: str, name: str = "study", attempt: int = 0) -> str:
@@ -41,85 +44,177 @@ def submission_id(study_id: str, name: str = "study", attempt: int = 0) -> str:
     return base if attempt == 0 else f"{base}-r{attempt}"
 
 
-def driver_environment(settings: Settings) -> dict[str, str]:
-    """Environment of a study driver: the store, Tune's storage and Ray's settings."""
+def driver_environment(settings: Settings, attempt: int | None = None) -> dict[str, str]:
+    """Environment of a study driver — what the job's ``runtime_env`` carries, which the Ray
+    dashboard shows to anyone who can read it: so no secret.
+
+    It names the store (the database URL only when it has no password; otherwise the driver
+    reads ``SENSITIVITY_DATABASE_URL`` from its own environment and ``expected_database``, the
+    URL without its password, makes a driver pointed at another database refuse to start),
+    Tune's storage, Ray's non-secret settings and the launch number. The Ray token and the API
+    token never appear here: the Ray head and workers have them in their own environment (the
+    embedded head is started with them, :meth:`LocalRayHead.ensure`; compose sets them in the
+    containers).
+    """
+    database = settings.resolved_database_url
     env = {
-        **ray_environment(settings),
-        "SENSITIVITY_DATABASE_URL": settings.resolved_database_url,
+        **ray_environment(settings, secrets=False),
         "SENSITIVITY_STORAGE_PATH": str(settings.resolved_storage_path),
         "PYTHONUNBUFFERED": "1",
     }
+    if has_password(database):
+        env["SENSITIVITY_EXPECTED_DATABASE"] = redacted_url(database)
+    else:
+        env["SENSITIVITY_DATABASE_URL"] = database
     if settings.ray_cluster_address:
         env["SENSITIVITY_RAY_CLUSTER_ADDRESS"] = settings.ray_cluster_address
+    if attempt is not None:
+        env["SENSITIVITY_LAUNCH_ATTEMPT"] = str(attempt)
     return env
 
 
+def secret_environment(settings: Settings) -> dict[str, str]:
+    """The secrets a Ray process of this service needs in its own environment (never in a job's
+    runtime_env): the database URL and the Ray token. Set on the local head it starts."""
+    env = {"SENSITIVITY_DATABASE_URL": settings.resolved_database_url}
+    if settings.ray_auth_token:
+        env["SENSITIVITY_RAY_AUTH_TOKEN"] = settings.ray_auth_token
+        env["RAY_AUTH_TOKEN"] = settings.ray_auth_token
+    return env
+
+
+class RayUnavailable(LaunchError, ClusterUnavailable):
+    """Ray's Jobs API did not answer (unreachable, an error status, a timeout): a 503 with
+    Retry-After, the study unchanged."""
+
+
 class RayJobLauncher:
-    """Submit study drivers as Ray Jobs to the cluster whose dashboard is at ``address``."""
+    """Submit study drivers as Ray Jobs to the cluster whose dashboard is at ``address``.
+
+    Every request has a timeout (``settings.ray_timeout_seconds``); an error or timeout raises
+    :class:`RayUnavailable`, never a guessed answer (an unanswered status is not "ended").
+    """
 
     def __init__(self, address: str, settings: Settings | None = None) -> None:
         self.address = address.rstrip("/")
         self.settings = settings or Settings()
         self.dashboard_url = self.settings.ray_dashboard_url or self.address
         self.agent_wait = 60.0  # seconds to wait for a fresh head's job agent
-        self._client_instance: JobSubmissionClient | None = None
+        self.timeout = self.settings.ray_timeout_seconds
+        self.capacity_ttl = 60.0  # seconds a node capacity answer is reused
+        self._capacity: tuple[float, dict[str, float] | None] | None = None
+        self._http = requests.Session()
+        if self.settings.ray_auth_token:
+            self._http.headers["Authorization"] = f"Bearer {self.settings.ray_auth_token}"
 
-    @property
-    def _client(self) -> "JobSubmissionClient":
-        if self._client_instance is None:
-            from ray.job_submission import JobSubmissionClient
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request to the Jobs API with the timeout; RayUnavailable when it gets none."""
+        try:
+            return self._http.request(
+                method, f"{self.address}{path}", timeout=self.timeout, **kwargs
+            )
+        except requests.RequestException as error:
+            raise RayUnavailable(
+                f"Ray Jobs API at {self.address} is unreachable: {error}"
+            ) from error
 
-            headers = None
-            if self.settings.ray_auth_token:
-                headers = {"Authorization": f"Bearer {self.settings.ray_auth_token}"}
-            try:
-                self._client_instance = JobSubmissionClient(self.address, headers=headers)
-            except (ConnectionError, RuntimeError) as error:
-                raise LaunchError(
-                    f"Ray Jobs API at {self.address} is unreachable: {error}"
-                ) from error
-        return self._client_instance
+    def _fail(self, what: str, response: requests.Response) -> RayUnavailable:
+        text = response.text.strip().splitlines()
+        return RayUnavailable(
+            f"Ray Jobs API at {self.address}: {what} answered {response.status_code}: "
+            f"{(text[-1] if text else '')[:500]}"
+        )
 
     def submit(self, study_id: str, name: str, attempt: int = 0) -> str:
         job_id = submission_id(study_id, name, attempt)
         deadline = time.monotonic() + self.agent_wait
+        job = {
+            "entrypoint": f"{sys.executable} -m workers.run {study_id}",
+            "submission_id": job_id,
+            "runtime_env": {"env_vars": driver_environment(self.settings, attempt)},
+            "metadata": {"study_id": study_id, "study_name": name, "job_name": name},
+            "entrypoint_num_cpus": 0,  # the driver only coordinates; trials reserve CPUs
+        }
         while True:
             if self.status(job_id) is not None:
                 return job_id  # already submitted: a repeated submit is harmless
-            try:
-                self._client.submit_job(
-                    entrypoint=f"{sys.executable} -m workers.run {study_id}",
-                    submission_id=job_id,
-                    runtime_env={"env_vars": driver_environment(self.settings)},
-                    metadata={"study_id": study_id, "study_name": name, "job_name": name},
-                    entrypoint_num_cpus=0,  # the driver only coordinates; trials reserve CPUs
-                )
+            response = self._request("POST", "/api/jobs/", json=job)
+            if response.ok or "already exists" in response.text:
                 return job_id
-            except RuntimeError as error:
-                if "already exists" in str(error):
-                    return job_id
-                # a head that has just started may not have its job agent yet: wait for it
-                if "No available agent" not in str(error) or time.monotonic() > deadline:
-                    raise LaunchError(f"could not submit study {study_id}: {error}") from error
-                time.sleep(1.0)
+            # a head that has just started may not have its job agent yet: wait for it
+            if "No available agent" not in response.text or time.monotonic() > deadline:
+                raise self._fail(f"submitting study {study_id}", response)
+            time.sleep(1.0)
 
     def stop(self, job_id: str) -> bool:
-        try:
-            return bool(self._client.stop_job(job_id))
-        except RuntimeError:
+        response = self._request("POST", f"/api/jobs/{job_id}/stop")
+        if response.status_code == 404:
             return False
+        if not response.ok:
+            raise self._fail(f"stopping job {job_id}", response)
+        return bool(response.json().get("stopped"))
 
     def status(self, job_id: str) -> str | None:
-        try:
-            return str(self._client.get_job_status(job_id).value)
-        except RuntimeError:
+        response = self._request("GET", f"/api/jobs/{job_id}")
+        if response.status_code == 404:
             return None
+        if not response.ok:
+            raise self._fail(f"the status of job {job_id}", response)
+        return str(response.json()["status"])
 
     def logs(self, job_id: str) -> str:
-        try:
-            return self._client.get_job_logs(job_id)
-        except RuntimeError:
+        response = self._request("GET", f"/api/jobs/{job_id}/logs")
+        if response.status_code == 404:
             return ""
+        if not response.ok:
+            raise self._fail(f"the logs of job {job_id}", response)
+        return str(response.json().get("logs", ""))
+
+    def node_capacity(self) -> dict[str, float] | None:
+        """The largest alive node's total resources (its CPU count first, then GPUs), from the
+        dashboard's state API; None when it does not answer or knows no node yet. Reused for
+        ``capacity_ttl`` seconds."""
+        now = time.monotonic()
+        if self._capacity is not None and now - self._capacity[0] < self.capacity_ttl:
+            return self._capacity[1]
+        try:
+            response = self._request("GET", "/api/v0/nodes", params={"detail": "true"})
+            nodes = response.json()["data"]["result"]["result"] if response.ok else []
+        except (RayUnavailable, ValueError, KeyError, TypeError):
+            nodes = []
+        totals = [
+            {k: float(v) for k, v in (node.get("resources_total") or {}).items()}
+            for node in nodes
+            if node.get("state") == "ALIVE"
+        ]
+        capacity = (
+            max(totals, key=lambda r: (r.get("CPU", 0.0), r.get("GPU", 0.0))) if totals else None
+        )
+        if capacity is not None:  # an unknown answer is asked again next time
+            self._capacity = (now, capacity)
+        return capacity
+
+    def forget(self, study: StudyInfo) -> None:
+        """Delete Tune's directories of the study (``<storage>/study-<id>`` and, for a search,
+        ``study-<id>-<entry>``) and a search's Optuna studies (``<id>-<entry>``, in the service's
+        database). The directories are removed from this process's view of the storage path:
+        with a shared volume the API must mount it at the same path as the workers, or they
+        stay (docs/architecture.md, "Deleting a study")."""
+        storage = self.settings.resolved_storage_path
+        for directory in [storage / f"study-{study.id}", *storage.glob(f"study-{study.id}-*")]:
+            if directory.is_dir():
+                shutil.rmtree(directory, ignore_errors=True)
+        if study.spec.get("search") is None:
+            return
+        try:
+            import optuna
+
+            storage_url = self.settings.resolved_database_url
+            for index in range(len(study.spec.get("optimizers") or [])):
+                with contextlib.suppress(KeyError):  # never created: nothing to delete
+                    optuna.delete_study(study_name=f"{study.id}-{index}", storage=storage_url)
+        except Exception:  # best effort: the study's own rows are gone already
+            log.exception("could not delete the Optuna studies of study %s", study.id)
 
     def wait(self, job_id: str, timeout: float = 600.0) -> str | None:
         """Block until the job reaches a terminal state (or ``timeout``); return the state."""
@@ -183,7 +278,10 @@ class LocalRayHead:
             command.append(f"--num-cpus={self.num_cpus}")
         if self.agent_port is not None:
             command.append(f"--dashboard-agent-listen-port={self.agent_port}")
-        env = {**os.environ, **ray_environment(settings)}
+        # the secrets go into the head's own environment, which its workers and every job's
+        # driver inherit: so a job's runtime_env (shown by the dashboard) needs none of them
+        secrets = secret_environment(settings) if settings is not None else {}
+        env = {**os.environ, **ray_environment(settings), **secrets}
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
             command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True

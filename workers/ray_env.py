@@ -4,6 +4,10 @@
 - token authentication explicit: ``disabled`` locally, ``token`` when a Ray token is configured
   (compose), otherwise the dashboard and Jobs API may answer 401;
 - the local head stays on the loopback interface.
+
+The Ray token is a secret: it is exported into the processes themselves (the local head is
+started with it, compose sets it in the containers), never put into a job's ``runtime_env``,
+which the Ray dashboard shows (``ray_environment(secrets=False)``).
 """
 
 import os
@@ -12,15 +16,16 @@ from collections.abc import Mapping
 from studies.settings import Settings
 
 
-def ray_environment(settings: Settings | None = None) -> dict[str, str]:
-    """The environment variables every Ray process of this service gets."""
+def ray_environment(settings: Settings | None = None, *, secrets: bool = True) -> dict[str, str]:
+    """The environment variables every Ray process of this service gets; ``secrets=False``
+    leaves the Ray token out (what a job's runtime_env may carry: the dashboard shows it)."""
     settings = settings or Settings()
     env = {
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_AUTH_MODE": "token" if settings.ray_auth_token else "disabled",
     }
-    if settings.ray_auth_token:
+    if settings.ray_auth_token and secrets:
         env["RAY_AUTH_TOKEN"] = settings.ray_auth_token
     return env
 

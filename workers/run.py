@@ -3,7 +3,9 @@
 1. loads the study from SQL (``SENSITIVITY_DATABASE_URL``), resets trials a dead driver left
    ``running``, and marks the study ``running``;
 2. runs the study's **unfinished** trials with Ray Tune on the cluster it is in (or a local Ray):
-   grid studies as ``tune.grid_search`` over the trials' keys and configs, search studies with
+   grid studies as ``tune.grid_search`` over the trials' configs, grouped into packs trained as
+   one vectorised model each where they can be (``execution.packing``: :mod:`workers.packing`),
+   search studies with
    one ``OptunaSearch`` per optimizer; ``tune.with_resources`` from the spec (fractional GPUs
    allowed), ``reuse_actors=True``, ``FailureConfig(max_failures)`` and an absolute storage path;
    trials Tune ended because the cluster lost them (not their own crashes) run again in up to
@@ -119,8 +121,9 @@ class StudyDriver:
     def _run_grid(self, spec: StudySpec) -> None:
         from ray import tune
 
+        from workers.packing import plan_packs
         from workers.store_callback import StoreCallback
-        from workers.trainable import grid_trial, train
+        from workers.trainable import grid_trials, train
 
         with self.store.session() as session:
             trials = repository.unfinished_trials(session, self.study_id)
@@ -132,10 +135,24 @@ class StudyDriver:
         run_config = parts["run_config"]
         run_config.callbacks = [
             StoreCallback(
-                self.store, self.study_id, trial_of=grid_trial, max_failures=spec.max_failures
+                self.store, self.study_id, trial_of=grid_trials, max_failures=spec.max_failures
             )
         ]
-        entries = [record.trial.to_json() for record in trials]
+        ours = [record.trial for record in trials]
+        if spec.execution.packing == "auto":
+            packs = plan_packs(
+                ours, slots=self._slots(spec), max_pack_size=spec.execution.max_pack_size
+            )
+        else:
+            packs = [[trial] for trial in ours]
+        log.info(
+            "study %s: %d Tune trials (%d packs of %s members)",
+            self.study_id, len(packs), sum(len(p) > 1 for p in packs),
+            sorted({len(p) for p in packs if len(p) > 1}),
+        )  # fmt: skip
+        entries = [
+            [t.to_json() for t in pack] if len(pack) > 1 else pack[0].to_json() for pack in packs
+        ]
         tuner = tune.Tuner(
             tune.with_resources(train, parts["resources"]),
             param_space={"trial": tune.grid_search(entries)},
@@ -143,6 +160,15 @@ class StudyDriver:
             run_config=run_config,
         )
         tuner.fit()
+
+    def _slots(self, spec: StudySpec) -> int:
+        """How many trials of ``spec``'s resources the cluster can run at once (at least 1)."""
+        import ray
+
+        total = ray.cluster_resources()
+        if spec.resources.gpu > 0:
+            return max(1, int(total.get("GPU", 0) // spec.resources.gpu))
+        return max(1, int(total.get("CPU", 1) // spec.resources.cpu))
 
     def _run_search(self, spec: StudySpec) -> None:
         from ray import tune

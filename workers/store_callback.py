@@ -1,9 +1,12 @@
 """Driver-side Tune callback and stopper that keep SQL the source of truth.
 
 - ``on_trial_start``: the trial row goes ``running`` with ``attempts += 1`` (created first in a
-  search study, whose trials are only known once sampled);
+  search study, whose trials are only known once sampled); for a pack, every member's row;
 - ``on_trial_result``: every metric of a report becomes a metric point at the report's step;
-  the final report stores the outcome (``completed``/``diverged``/``failed``) idempotently;
+  the final report stores the outcome (``completed``/``diverged``/``failed``) idempotently. A
+  pack's report is split by member: each member's points and outcome land under its own key,
+  and an outcome stored once by this driver is never written again (a pack that Tune restarts
+  after a crash trains its finished members again: their repeated reports are dropped);
 - ``on_trial_error``: Tune gave up on a trial. One that started more than ``max_failures``
   times crashed through its retries and is stored ``failed`` with the error; one that did not
   was lost to the cluster (its node went away while it was being placed or restarted, a path on
@@ -13,6 +16,7 @@
 (checked at most once a second): finished results stay, running trials stop promptly.
 """
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -21,9 +25,10 @@ from typing import Any
 from ray import tune
 from ray.tune.experiment import Trial as TuneTrial
 
+from studies.settings import Settings
 from studies.store import Store, repository
 from studies.trial import Trial
-from workers.trainable import FINAL
+from workers.trainable import FINAL, PACK
 
 # Tune adds bookkeeping to every result; only these are the trainer's curves.
 CURVE_METRICS = (
@@ -51,17 +56,18 @@ def _number(value: Any) -> float | None:
 
 
 class _StoreUser:
-    """Holds a store by URL: Tune pickles its callbacks and stoppers with the experiment state,
-    and an engine cannot be pickled, so the store is (re)opened lazily."""
+    """Holds a store: Tune pickles its callbacks and stoppers with the experiment state (in
+    its experiment directory, readable wherever Tune's storage is), so neither the engine nor
+    the database URL (it may carry a password) is pickled; an unpickled copy reopens the store
+    from the driver's own environment (``SENSITIVITY_DATABASE_URL``)."""
 
     def __init__(self, store: Store) -> None:
-        self._url = store.engine.url.render_as_string(hide_password=False)
         self._store: Store | None = store
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self._url)
+            self._store = Store(Settings().resolved_database_url)
         return self._store
 
     def __getstate__(self) -> dict[str, Any]:
@@ -75,31 +81,38 @@ class StoreCallback(_StoreUser, tune.Callback):
         self,
         store: Store,
         study_id: str,
-        trial_of: Callable[[dict[str, Any]], Trial],
+        trial_of: Callable[[dict[str, Any]], Trial | list[Trial]],
         creates_rows: bool = False,
         max_failures: int = 0,
     ) -> None:
         super().__init__(store)
         self.study_id = study_id
-        self.trial_of = trial_of  # Tune config -> the trial it runs
+        self.trial_of = trial_of  # Tune config -> the trial it runs, or a pack's members
         self.creates_rows = creates_rows  # search studies: rows are made as trials are sampled
-        self._trials: dict[str, Trial] = {}  # Tune's trial id -> our trial, made once
+        self._trials: dict[str, list[Trial]] = {}  # Tune's trial id -> our trials, made once
         self.max_failures = max_failures  # Tune's retries of a crashed trial
         self.outcomes: dict[str, str] = {}  # key -> status stored by this run ("pending": lost)
 
     def on_trial_start(self, iteration: int, trials: list, trial: TuneTrial, **info: Any) -> None:
         with self.store.session() as session:
-            ours = self._trial(trial)
-            if self.creates_rows and not self._exists(session, ours.key):
-                repository.add_trials(session, self.study_id, [ours])
-            repository.mark_trial_running(session, self.study_id, ours.key)
+            for ours in self._members(trial):
+                if self.outcomes.get(ours.key, "pending") != "pending":
+                    continue  # a restarted pack: this member's result is stored already
+                if self.creates_rows and not self._exists(session, ours.key):
+                    repository.add_trials(session, self.study_id, [ours])
+                repository.mark_trial_running(session, self.study_id, ours.key)
 
-    def _trial(self, trial: TuneTrial) -> Trial:
-        """Our trial of Tune's ``trial`` (built from its config once per Tune trial)."""
+    def _members(self, trial: TuneTrial) -> list[Trial]:
+        """Our trials of Tune's ``trial`` (built from its config once per Tune trial)."""
         ours = self._trials.get(trial.trial_id)
         if ours is None:
-            ours = self._trials[trial.trial_id] = self.trial_of(trial.config)
+            made = self.trial_of(trial.config)
+            ours = self._trials[trial.trial_id] = made if isinstance(made, list) else [made]
         return ours
+
+    def _trial(self, trial: TuneTrial) -> Trial:
+        """Our trial of Tune's single-trial ``trial``."""
+        return self._members(trial)[0]
 
     def _exists(self, session: Any, key: str) -> bool:
         try:
@@ -111,7 +124,20 @@ class StoreCallback(_StoreUser, tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: TuneTrial, result: dict, **info: Any
     ) -> None:
-        key = self._trial(trial).key
+        if result.get("kind") == PACK:
+            members = json.loads(result["members"])
+            for key, report in members.items():
+                if self.outcomes.get(key, "pending") != "pending":
+                    continue  # stored once already (a pack restarted after a crash)
+                merged = dict(report.get("progress", {}))
+                if "final" in report:
+                    merged.update(report["final"], kind=FINAL)
+                self._record(key, merged)
+            return
+        self._record(self._trial(trial).key, result)
+
+    def _record(self, key: str, result: dict) -> None:
+        """Store one trial's report: its curve points and, for a final report, its outcome."""
         step = result.get("step")
         points = []
         if isinstance(step, int | float) and not isinstance(step, bool):
@@ -141,8 +167,14 @@ class StoreCallback(_StoreUser, tune.Callback):
                 self.outcomes[key] = result["outcome"]
 
     def on_trial_error(self, iteration: int, trials: list, trial: TuneTrial, **info: Any) -> None:
-        key = self._trial(trial).key
         reason = _error_text(trial)
+        for ours in self._members(trial):
+            if self.outcomes.get(ours.key, "pending") == "pending":
+                self._give_up(ours.key, reason)
+
+    def _give_up(self, key: str, reason: str) -> None:
+        """Tune ended the trial ``key`` without its outcome: failed after its retries, or back
+        to pending when the cluster lost it."""
         with self.store.session() as session:
             try:
                 stored = repository.get_trial(session, self.study_id, key)

@@ -1,14 +1,26 @@
-"""The answers: heatmap, good-η ranges, tunability, importance, sensitivity curves, CSV export."""
+"""The answers: heatmap, good-η ranges, tunability, importance, sensitivity curves, CSV export.
+
+Every answer (JSON, image, export) is computed once per study version and served from the
+app's :class:`~service.cache.AnswerCache` until a trial of the study changes (see
+:mod:`service.cache`): a repeated request costs two small queries (the study, its version)
+instead of reading every trial and analysing or drawing them again. The routes are plain
+``def`` functions, so FastAPI runs them in its threadpool: a cold analysis or a drawing never
+blocks the event loop, and concurrent requests for the same answer compute it once.
+"""
 
 import csv
 import io
 import json
-from collections.abc import Callable, Sequence
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from service.cache import Answer, AnswerCache, study_version
 from service.dependencies import SessionDep
 from service.exceptions import AnalysisUnavailable, error_responses
 from service.models import (
@@ -24,7 +36,7 @@ from service.models import (
 from studies import analysis, rendering
 from studies.catalog.tasks import TASKS
 from studies.reproduction import study_reproduction
-from studies.store import repository
+from studies.store import StudyInfo, repository
 from studies.trial import TrialRecord
 
 # the share of a cell's seeds that must be finite for it to count as working (default: all)
@@ -40,6 +52,58 @@ IMAGES: dict[int | str, dict[str, Any]] = {
         "content": {"image/png": {}, "image/svg+xml": {}},
     }
 }
+# what an answer is made of once the study and its records are read
+Produce = Callable[[StudyInfo, list[TrialRecord]], Answer]
+
+_cache_creation = threading.Lock()
+
+
+def get_answer_cache(request: Request) -> AnswerCache:
+    """The app's answer cache, made on first use (one per app, so one per store)."""
+    state = request.app.state
+    cache = getattr(state, "answer_cache", None)
+    if cache is None:
+        with _cache_creation:
+            cache = getattr(state, "answer_cache", None)
+            if cache is None:
+                cache = state.answer_cache = AnswerCache()
+    return cache
+
+
+CacheDep = Annotated[AnswerCache, Depends(get_answer_cache)]
+
+
+def _parameters(values: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Request parameters as part of a cache key: sorted ``(name, repr)`` pairs. The repr tells
+    ``1`` from ``1.0`` (equal in Python, not the same answer: a slice value is echoed back) and
+    makes a NaN equal to itself (``threshold=nan`` would otherwise never be found again)."""
+    return tuple(sorted((name, repr(value)) for name, value in values.items()))
+
+
+def cached_answer(
+    session: Session,
+    cache: AnswerCache,
+    study: StudyInfo,
+    what: tuple[Any, ...],
+    produce: Produce,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The answer ``what`` of ``study``, from the cache or made by ``produce(study, records)``
+    (then kept for this version of the study); a kept refusal is raised again as a 422."""
+    key = (*what, study.id, study_version(session, study.id))
+    answer = cache.get(key, lambda: produce(study, repository.trial_records(session, study.id)))
+    if answer.refusal is not None:
+        raise AnalysisUnavailable(answer.refusal)
+    return Response(answer.body, media_type=answer.media_type, headers=headers)
+
+
+def json_answer(model: BaseModel) -> Answer:
+    """The JSON body FastAPI would send for ``model`` as a response model."""
+    return Answer(model.model_dump_json(by_alias=True).encode())
+
+
+def image_answer(data: bytes, fmt: str) -> Answer:
+    return Answer(data, rendering.FORMATS[fmt].media_type)
 
 
 def _parse_value(text: str) -> Any:
@@ -85,139 +149,188 @@ class Selection:
                 raise AnalysisUnavailable(f"axis: expected name:value, got {item!r}")
             self.slice[name] = _parse_value(text)
 
-    def resolve(self, session: Session, study_id: str) -> tuple[list[TrialRecord], str]:
-        """The study's records and the metric's direction (from the task catalog by default)."""
-        study = repository.get_study(session, study_id)
+    def direction_for(self, study: StudyInfo) -> str:
+        """The metric's direction (given, or from the task catalog); a 422 for a metric the
+        study's task does not report."""
         metrics = TASKS[study.task].metrics if study.task in TASKS else {}
         if self.metric != "final_objective" and self.metric not in metrics:
             known = ", ".join(metrics) or "final_objective"
             raise AnalysisUnavailable(
                 f"metric: {study.task} has no metric {self.metric!r}; known: {known}"
             )
-        direction = self.direction or metrics.get(self.metric, "minimize")
-        return repository.trial_records(session, study_id), direction
+        return self.direction or metrics.get(self.metric, "minimize")
+
+    def answer(
+        self,
+        session: Session,
+        cache: AnswerCache,
+        study_id: str,
+        what: str,
+        produce: Callable[[StudyInfo, list[TrialRecord], str], Answer],
+        **parameters: Any,
+    ) -> Response:
+        """:func:`cached_answer` of analysis ``what`` for this selection and ``parameters``;
+        ``produce(study, records, direction)`` makes it."""
+        study = repository.get_study(session, study_id)  # a 404 before anything else
+        direction = self.direction_for(study)
+        key = (what, self.metric, direction, _parameters(self.slice), _parameters(parameters))
+        return cached_answer(
+            session, cache, study, key, lambda study, records: produce(study, records, direction)
+        )
 
     def analyse(
         self,
-        session: Session,
-        study_id: str,
+        records: Sequence[TrialRecord],
         function: Callable[..., Any],
+        direction: str,
         *,
         sliced: bool = True,
         **options: Any,
-    ) -> tuple[Any, str]:
-        """``function(records, metric, direction, slice=..., **options)`` on the study's records,
-        and the direction it used; ``sliced=False`` for analyses over every slice at once.
-
-        The analysis' ValueErrors (a slice to choose, nothing finished yet) are 422s.
-        """
-        records, direction = self.resolve(session, study_id)
+    ) -> Any:
+        """``function(records, metric, direction, slice=..., **options)``; ``sliced=False`` for
+        analyses over every slice at once. The analysis' ValueErrors (a slice to choose,
+        nothing finished yet) are 422s."""
         if sliced:
             options["slice"] = self.slice or None
         try:
-            return function(records, self.metric, direction, **options), direction
+            return function(records, self.metric, direction, **options)
         except ValueError as error:
             raise AnalysisUnavailable(str(error)) from error
-
-
-def _image(data: bytes, fmt: str) -> Response:
-    return Response(data, media_type=rendering.FORMATS[fmt].media_type)
 
 
 @router.get("/heatmap", response_model=Heatmap, responses=IMAGES)
 def heatmap(
     study_id: str,
     session: SessionDep,
+    cache: CacheDep,
     selection: Annotated[Selection, Depends()],
     format: ImageFormat = "json",
-) -> Heatmap | Response:
-    """Optimizer × η: the median over seeds of the metric per cell, with each cell's status."""
-    info, _ = selection.analyse(session, study_id, analysis.heatmap)
-    if format == "json":
-        return Heatmap.of(info)
-    study = repository.get_study(session, study_id)
-    return _image(
-        rendering.render_heatmap(info, format, title=f"{study.name}: {selection.metric}"), format
-    )
+) -> Response:
+    """Optimizer × η: the median over seeds of the metric per cell, with each cell's status.
+    The image of a large grid is a dense view of bounded size (it says what it leaves out)."""
+
+    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
+        info = selection.analyse(records, analysis.heatmap, direction)
+        if format == "json":
+            return json_answer(Heatmap.of(info))
+        title = f"{study.name}: {selection.metric}"
+        return image_answer(rendering.render_heatmap(info, format, title=title), format)
+
+    return selection.answer(session, cache, study_id, "heatmap", produce, format=format)
 
 
-@router.get("/robustness")
+@router.get("/robustness", response_model=Robustness)
 def robustness(
     study_id: str,
     session: SessionDep,
+    cache: CacheDep,
     selection: Annotated[Selection, Depends()],
     tolerance: Annotated[float | None, Query(gt=0)] = None,
     threshold: float | None = None,
     min_finite_fraction: MinFiniteFraction = 1.0,
-) -> Robustness:
+) -> Response:
     """Per optimizer the widest contiguous good-η range: eta_low, eta_high, decades, best."""
-    info, _ = selection.analyse(
-        session, study_id, analysis.robustness, tolerance=tolerance, threshold=threshold,
-        min_finite_fraction=min_finite_fraction,
-    )  # fmt: skip
-    return Robustness.of(info)
+    options = {
+        "tolerance": tolerance,
+        "threshold": threshold,
+        "min_finite_fraction": min_finite_fraction,
+    }
+
+    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
+        info = selection.analyse(records, analysis.robustness, direction, **options)
+        return json_answer(Robustness.of(info))
+
+    return selection.answer(session, cache, study_id, "robustness", produce, **options)
 
 
-@router.get("/tunability")
+@router.get("/tunability", response_model=Tunability)
 def tunability(
     study_id: str,
     session: SessionDep,
+    cache: CacheDep,
     selection: Annotated[Selection, Depends()],
     k_max: Annotated[int | None, Query(ge=1, le=1000)] = None,
     diverged: Annotated[Literal["worst", "inf"], Query()] = "worst",
     min_finite_fraction: MinFiniteFraction = 1.0,
-) -> Tunability:
+) -> Response:
     """Expected best after k random η draws (k = 1..K) and the CPE score per optimizer."""
-    info, _ = selection.analyse(
-        session, study_id, analysis.tunability, k_max=k_max, diverged=diverged,
-        min_finite_fraction=min_finite_fraction,
-    )  # fmt: skip
-    return Tunability.of(info)
+    options = {"k_max": k_max, "diverged": diverged, "min_finite_fraction": min_finite_fraction}
+
+    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
+        info = selection.analyse(records, analysis.tunability, direction, **options)
+        return json_answer(Tunability.of(info))
+
+    return selection.answer(session, cache, study_id, "tunability", produce, **options)
 
 
-@router.get("/importance")
+@router.get("/importance", response_model=ImportanceByOptimizer)
 def importance(
     study_id: str,
     session: SessionDep,
+    cache: CacheDep,
     selection: Annotated[Selection, Depends()],
     optimizer: str | None = None,
-) -> ImportanceByOptimizer:
+) -> Response:
     """Per optimizer (or only ``optimizer``), the importance of η, batch size, radius, weight
     decay on log10 of the objective, diverged trials as a penalty (fANOVA and PED-ANOVA)."""
-    info, _ = selection.analyse(
-        session, study_id, analysis.importance_by_optimizer, sliced=False,
-        optimizers=[optimizer] if optimizer else None,
-    )  # fmt: skip
-    return ImportanceByOptimizer.of(info)
+
+    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
+        info = selection.analyse(
+            records, analysis.importance_by_optimizer, direction, sliced=False,
+            optimizers=[optimizer] if optimizer else None,
+        )  # fmt: skip
+        return json_answer(ImportanceByOptimizer.of(info))
+
+    return selection.answer(session, cache, study_id, "importance", produce, optimizer=optimizer)
 
 
-@router.get("/reproduction")
-def reproduction(study_id: str, session: SessionDep) -> Reproduction:
+@router.get("/reproduction", response_model=Reproduction)
+def reproduction(study_id: str, session: SessionDep, cache: CacheDep) -> Response:
     """The published claims of the study's paper preset, checked on its results: claimed,
     measured, pass/fail (or "not enough budget" when the study ran a smaller budget)."""
+
+    def produce(study: StudyInfo, records: list[TrialRecord]) -> Answer:
+        report = study_reproduction(study.tags, study.task, study.spec, records)
+        return json_answer(Reproduction.of(report))
+
     study = repository.get_study(session, study_id)
-    records = repository.trial_records(session, study_id)
-    return Reproduction.of(study_reproduction(study.tags, study.task, study.spec, records))
+    return cached_answer(session, cache, study, ("reproduction",), produce)
 
 
 @router.get("/sensitivity", response_model=Sensitivity, responses=IMAGES)
 def sensitivity(
     study_id: str,
     session: SessionDep,
+    cache: CacheDep,
     selection: Annotated[Selection, Depends()],
     format: ImageFormat = "json",
-) -> Sensitivity | Response:
+) -> Response:
     """Per optimizer the metric against η with the spread over seeds."""
-    info, direction = selection.analyse(session, study_id, analysis.sensitivity)
-    if format == "json":
-        return Sensitivity.of(info)
-    return _image(
-        rendering.render_sensitivity(info, selection.metric, direction, format=format), format
-    )
+
+    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
+        info = selection.analyse(records, analysis.sensitivity, direction)
+        if format == "json":
+            return json_answer(Sensitivity.of(info))
+        image = rendering.render_sensitivity(info, selection.metric, direction, format=format)
+        return image_answer(image, format)
+
+    return selection.answer(session, cache, study_id, "sensitivity", produce, format=format)
 
 
 EXPORT_AXES = ("key", "optimizer", "eta", "batch_size", "radius", "weight_decay", "seed")
 EXPORT_OUTCOME = ("status", "final_objective", "attempts", "reason")
+# what makes a spreadsheet read a cell as a formula (OWASP's list: = + - @, tab, CR)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs: text starting like a formula (``=HYPERLINK(…)``,
+    ``@SUM(…)``, ``-2+3``) gets a leading ``'``, which spreadsheets read as "this is text" and
+    hide. Numbers, and text that is a plain number (``-0.5``, which a spreadsheet reads as
+    that number, not as a formula), stay as they are."""
+    formula = isinstance(value, str) and value.startswith(FORMULA_START)
+    return "'" + value if formula and not PLAIN_NUMBER.fullmatch(value) else value
 
 
 def export_rows(trials: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -236,6 +349,17 @@ def export_rows(trials: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str
     return columns, rows
 
 
+def export_csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """The CSV text of the export: a header, one line per row, ``None`` as an empty cell, and
+    every cell :func:`spreadsheet_safe` (the header too: axis and metric names are text)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([spreadsheet_safe(name) for name in columns])
+    for row in rows:
+        writer.writerow(["" if row[n] is None else spreadsheet_safe(row[n]) for n in columns])
+    return buffer.getvalue()
+
+
 @router.get(
     "/export",
     response_model=list[ExportRow],
@@ -244,25 +368,20 @@ def export_rows(trials: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str
 def export(
     study_id: str,
     session: SessionDep,
+    cache: CacheDep,
     format: Literal["csv", "json"] = "csv",
 ) -> Response:
-    """One row per trial: its axes, status, final objective and last metrics."""
-    repository.get_study(session, study_id)
-    trials = []
-    cursor = None
-    while True:
-        page = repository.list_trials(session, study_id, limit=500, cursor=cursor)
-        trials.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    columns, rows = export_rows(trials)
-    if format == "json":
-        return Response(json.dumps(rows, allow_nan=False), media_type="application/json")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    headers = {"Content-Disposition": f'attachment; filename="study-{study_id}.csv"'}
-    return Response(buffer.getvalue(), media_type="text/csv", headers=headers)
+    """One row per trial: its axes, status, final objective and last metrics. In the CSV, text
+    that a spreadsheet would run as a formula starts with ``'``; the JSON rows are as stored."""
+
+    def produce(study: StudyInfo, records: list[TrialRecord]) -> Answer:
+        columns, rows = export_rows(records)
+        if format == "json":
+            return Answer(json.dumps(rows, allow_nan=False).encode())
+        return Answer(export_csv(columns, rows).encode(), "text/csv")
+
+    study = repository.get_study(session, study_id)
+    headers = None
+    if format == "csv":
+        headers = {"Content-Disposition": f'attachment; filename="study-{study_id}.csv"'}
+    return cached_answer(session, cache, study, ("export", format), produce, headers)

@@ -1,20 +1,41 @@
-"""``/studies``: submit, list, show, cancel, resume, delete — HTTP only; the actions are
-:class:`studies.lifecycle.StudyLifecycle`'s."""
+"""``/studies``: submit, list, show, cancel, resume, delete, and one reconciler pass — HTTP
+only; the actions are :class:`studies.lifecycle.StudyLifecycle`'s and
+:class:`studies.reconciler.Reconciler`'s."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from service.dependencies import LifecycleDep, SessionDep, SettingsDep, require_token
+from service.dependencies import (
+    LifecycleDep,
+    SessionDep,
+    SettingsDep,
+    check_idempotency_key,
+    require_token,
+)
 from service.exceptions import error_responses
 from service.models import StudyOut, StudyPage, StudySummary
 from studies.settings import Settings
 from studies.store import StudyInfo, repository
+from studies.submission import Limits
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 READ = error_responses(404, 422)
 MUTATE = error_responses(401, 404, 409, 422, 503)
+
+
+class ReconcileOut(BaseModel):
+    """What one reconciler pass did (study ids per action); ``error`` when the cluster did not
+    answer and the pass stopped."""
+
+    checked: int
+    launched: list[str]
+    resumed: list[str]
+    failed: list[str]
+    noted: list[str]
+    error: str | None
 
 
 def _out(session: Session, study: StudyInfo, settings: Settings) -> StudyOut:
@@ -26,7 +47,7 @@ def _out(session: Session, study: StudyInfo, settings: Settings) -> StudyOut:
     "",
     status_code=202,
     dependencies=[Depends(require_token)],
-    responses=error_responses(401, 422, 503),
+    responses=error_responses(401, 422, 429, 503),
 )
 def submit_study(
     response: Response,
@@ -36,9 +57,13 @@ def submit_study(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> StudyOut:
-    """Validate the spec fully, store the study with all its trials, launch it; 202."""
+    """Validate the spec fully, store the study with all its trials, launch it; 202.
+
+    422 names the field and, for a limit, the setting; 429 when too many studies are
+    unfinished; 503 (with Retry-After) when Ray did not take the driver — the study is stored
+    ``pending`` then and the reconciler launches it."""
     submission = lifecycle.submit(
-        body, max_trials=settings.max_trials, idempotency_key=idempotency_key
+        body, limits=Limits.of(settings), idempotency_key=check_idempotency_key(idempotency_key)
     )
     response.headers["Location"] = f"/studies/{submission.study.id}"
     study = _out(session, submission.study, settings)
@@ -112,3 +137,17 @@ def delete_study(study_id: str, lifecycle: LifecycleDep) -> Response:
     """Delete a finished study (whose Ray job has ended) and all its rows."""
     lifecycle.delete(study_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/reconcile", dependencies=[Depends(require_token)], responses=error_responses(401, 422)
+)
+def reconcile(
+    request: Request,
+    grace_seconds: Annotated[float | None, Query(ge=0, le=86_400)] = None,
+) -> ReconcileOut:
+    """Run one reconciler pass now: launch stranded pending studies, relaunch studies whose
+    driver died (``grace_seconds``: skip studies changed more recently; default: the
+    setting)."""
+    report = request.app.state.reconciler.run_once(grace_seconds)
+    return ReconcileOut(**vars(report))

@@ -126,6 +126,8 @@ class OptimizerInfo:
     eta_may_be_none: bool = False  # only ALI-G: eta = null is ALI-G∞
     reports_step_size: bool = False  # exposes last_step_size / last_step_capped after a step
     set_by_trial: tuple[str, ...] = ()  # options the trainer decides (AALIG's data and budget)
+    # whether its trials can train in packs (optim.packed has its packed form; docs/architecture.md)
+    packs: bool = True
 
     @property
     def takes_weight_decay(self) -> bool:
@@ -159,6 +161,7 @@ OPTIMIZERS: Mapping[str, OptimizerInfo] = {
             AaligOptions,
             reports_step_size=True,
             set_by_trial=("n_samples", "epochs"),
+            packs=False,  # per-sample AOVs and end-of-epoch updates: no packed form yet
         ),
         OptimizerInfo(
             "sgd", "SGD (torch.optim.SGD); eta = learning rate", "lr", "none", SgdOptions

@@ -6,11 +6,13 @@ are pydantic models with ``extra="forbid"`` so an option a task does not accept 
 the field, not silently ignored.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from studies.catalog.matrix_data import training_floors
 from studies.catalog.optimizers import POLYAK_OPTIMIZERS
@@ -68,21 +70,52 @@ class MatrixFactorisationOptions(TaskOptions):
     data_seed: int = 0  # A and the samples; the trial seed only changes the initialisation
 
 
-class RbfClassificationOptions(TaskOptions):
-    """Logistic loss on RBF kernel features (AALIG §5.1); LIBSVM file or a synthetic set.
+# The shape of a data-set name in a spec (docs/datasets.md): a plain file name, never a path. The
+# workers check it again before they touch the disk (workers.datasets); here it makes a bad name a
+# 422 at submit.
+DATASET_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
+DATASET_NAME_RULE = (
+    "must be a data-set name or a file name inside the operator's data-set directory: up to 255 "
+    "letters, digits, '.', '_', '+' or '-', starting with a letter or digit (no '/', no '..', "
+    "no absolute path)"
+)
 
-    ``features="kernel"`` (the benchmark's setup): one feature per training sample,
-    ``exp(−||x − x_j||² / (2 bandwidth²))``, no bias; ``features="centres"``: ``n_centers``
-    random training inputs as centres, ``exp(−gamma ||x − c||²)``, and a bias.
+
+def _dataset_name(value: str) -> str:
+    if not DATASET_NAME.fullmatch(value):
+        raise ValueError(DATASET_NAME_RULE)
+    return value
+
+
+DatasetName = Annotated[str, AfterValidator(_dataset_name)]
+
+
+def _removed(field: str, replacement: str) -> str:
+    """The message refusing a removed option (kept as a hidden field only to say this)."""
+    return f"{field} was removed: a spec names its data, never a path; {replacement}"
+
+
+class RbfClassificationOptions(TaskOptions):
+    """Logistic loss on RBF kernel features (AALIG §5.1); a LIBSVM data set or a synthetic set.
+
+    ``dataset`` names a LIBSVM/svmlight data set of the operator's data-set directory: a known
+    name (``mushrooms``, ``ijcnn1``, ``rcv1``, ``w8a``) or a plain file name inside that
+    directory (docs/datasets.md); omitted, the data are synthetic. ``features="kernel"`` (the
+    benchmark's setup): one feature per training sample, ``exp(−||x − x_j||² / (2 bandwidth²))``,
+    no bias; ``features="centres"``: ``n_centers`` random training inputs as centres,
+    ``exp(−gamma ||x − c||²)``, and a bias.
     """
 
-    path: str | None = None  # LIBSVM/svmlight file (mushrooms, ijcnn1); None = synthetic data
+    dataset: DatasetName | None = None  # a known name or a file name; None = synthetic data
+    # removed (it read any file a spec named); refused with a pointer to ``dataset``
+    path: SkipJsonSchema[None] = Field(default=None, exclude=True, repr=False)
     n_samples: Annotated[int, Field(ge=10)] = 1000  # synthetic only
     n_features: Annotated[int, Field(ge=1)] = 10  # synthetic only
     label_noise: Annotated[float, Field(ge=0, le=0.5)] = 0.0  # synthetic: flips (non-interpolating)
     features: Literal["kernel", "centres"] = "kernel"  # full training-set kernel, or centres
-    # kernel: σ; None = the benchmark's σ for a file named after its LIBSVM set (mushrooms 0.5,
-    # ijcnn/ijcnn1 0.05, rcv1 0.25, w8a 20), else √(d/2), i.e. γ = 1/(2σ²) = 1/d
+    # kernel: σ; None = the benchmark's σ for a known data set, or for a file whose name (up to the
+    # first dot) names one (mushrooms 0.5, ijcnn/ijcnn1 0.05, rcv1/rcv1_train 0.25, w8a 20), else
+    # √(d/2), i.e. γ = 1/(2σ²) = 1/d
     bandwidth: Annotated[float | None, Field(gt=0)] = None
     # kernel: refuse more training samples than this (the kernel is n_train² float32)
     max_kernel_samples: Annotated[int, Field(ge=1)] = 20_000
@@ -91,6 +124,17 @@ class RbfClassificationOptions(TaskOptions):
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # the last ⌈fraction · n⌉ samples
     shuffle_split: bool = False  # False: the benchmark's unshuffled split; True: by data_seed
     data_seed: int = 0  # data, shuffled split and centres; the trial seed only changes the init
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _no_path(cls, value: object) -> None:
+        raise ValueError(
+            _removed(
+                "path",
+                "use 'dataset' (a known name such as 'mushrooms', or a file name inside the "
+                "operator's data-set directory)",
+            )
+        )
 
     @model_validator(mode="after")
     def _feature_options(self) -> "RbfClassificationOptions":
@@ -114,16 +158,34 @@ class DigitsOptions(TaskOptions):
 
 
 class ImageClassificationOptions(TaskOptions):
-    """CIFAR-10/100 and SVHN from a local torchvision data root."""
+    """CIFAR-10/100 and SVHN, read from the operator's data-set directory.
 
-    data_root: str = "./data"  # torchvision's on-disk layout
-    download: bool = False  # never download at run time unless asked
+    The task names the data set: torchvision's files are read from ``<datasets_dir>/cifar10``,
+    ``<datasets_dir>/cifar100`` or ``<datasets_dir>/svhn`` (docs/datasets.md), md5-checked.
+    """
+
+    # let torchvision fetch a missing data set into the data-set directory; refused unless the
+    # operator allows downloads (SENSITIVITY_ALLOW_DOWNLOADS), checked by the worker
+    download: bool = False
+    # removed (it pointed torchvision's pickle reader at any directory); refused with a hint
+    data_root: SkipJsonSchema[None] = Field(default=None, exclude=True, repr=False)
     model: Literal["resnet8", "wrn-16-4", "wrn-40-4", "densenet-40"] = "resnet8"
     augment: bool = True  # random crop (padding 4) + horizontal flip (no flip for SVHN)
     loss: Literal["ce", "hinge"] = "ce"  # hinge: ALI-G becomes Deep Frank-Wolfe
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # WRN dropout (paper: 0.4 on SVHN)
     train_subset: Annotated[int | None, Field(ge=1)] = None  # first N training images only
     val_subset: Annotated[int | None, Field(ge=1)] = None  # first N test images only
+
+    @field_validator("data_root", mode="before")
+    @classmethod
+    def _no_data_root(cls, value: object) -> None:
+        raise ValueError(
+            _removed(
+                "data_root",
+                "the task names its data set, read from the operator's data-set directory "
+                "(docs/datasets.md)",
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -140,6 +202,8 @@ class TaskSpec:
     metrics: dict[str, Direction] = field(default_factory=dict)
     # what is known about the task's default data, computed on demand (GET /tasks shows it)
     facts: Callable[[], dict[str, Any]] = field(default=dict, repr=False)
+    # whether its trials can train in packs (one vectorised model; docs/architecture.md)
+    packs: bool = True
 
 
 _MIN = "minimize"
@@ -204,12 +268,14 @@ TASKS: dict[str, TaskSpec] = {
         *[
             TaskSpec(
                 name,
-                f"{label} image classification (torchvision data root); objective: training loss",
+                f"{label} image classification (the operator's data-set directory); objective: "
+                "training loss",
                 ImageClassificationOptions,
                 "epochs",
                 200,
                 128,
                 _CLASSIFICATION,
+                packs=False,  # batch norm updates running statistics in place
             )
             for name, label in [
                 ("cifar10", "CIFAR-10"),

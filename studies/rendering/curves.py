@@ -4,6 +4,11 @@ Sensitivity plot: η on a log x axis; per optimizer the median over seeds with a
 an η where some seed diverged gets an ``x`` at the top edge (in the optimizer's colour), since
 a diverged run has no value to place; ALI-G∞ has no η and is drawn as a dashed horizontal line
 at its median. The y axis is logarithmic when asked and every value is positive.
+
+Every string the caller or the data supplies (curve and optimizer labels, the metric, titles)
+is drawn as literal text (:func:`~studies.rendering.labels.literal`), never as math text. A
+legend lists at most :data:`MAX_LEGEND_ENTRIES` entries and says how many it leaves out, so a
+study with hundreds of rows still draws in bounded time and space.
 """
 
 import math
@@ -18,7 +23,7 @@ from matplotlib.transforms import blended_transform_factory
 from studies.analysis._common import Direction
 from studies.analysis.sensitivity import Sensitivity, sensitivity
 from studies.rendering.formats import RENDER_LOCK, new_figure, to_bytes
-from studies.rendering.labels import slice_label
+from studies.rendering.labels import literal, slice_label
 from studies.rendering.limits import plottable, plottable_value
 from studies.trial import TrialRecord
 
@@ -26,6 +31,20 @@ CURVES_SIZE = (7.0, 4.5)  # inches
 SENSITIVITY_SIZE = (7.0, 4.5)
 DIVERGED_Y = 0.97  # axes fraction where diverged markers sit
 DIVERGED_STEP = 0.03  # each optimizer one row lower, so coinciding markers stay visible
+MAX_LEGEND_ENTRIES = 20
+
+
+def _legend(ax: Axes) -> None:
+    """The legend of the labelled artists, at most :data:`MAX_LEGEND_ENTRIES` of them."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    left_out = len(handles) - MAX_LEGEND_ENTRIES
+    if left_out > 0:
+        handles, labels = handles[:MAX_LEGEND_ENTRIES], labels[:MAX_LEGEND_ENTRIES]
+    legend = ax.legend(handles, labels, fontsize="small")
+    if left_out > 0:
+        legend.set_title(f"(+{left_out} more not listed)", prop={"size": "small"})
 
 
 def _set_y_scale(ax: Axes, values: Sequence[float], log_y: bool) -> None:
@@ -54,16 +73,16 @@ def render_learning_curves(
                 [v if v is not None and math.isfinite(v) else np.nan for _, v in ordered]
             )
             plotted.extend(values[np.isfinite(values)].tolist())
-            ax.plot(steps, values, label=label, linewidth=1.2)
+            ax.plot(steps, values, label=literal(label), linewidth=1.2)
         _set_y_scale(ax, plotted, log_y)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(metric)
+        ax.set_xlabel(literal(x_label))
+        ax.set_ylabel(literal(metric))
         ax.grid(True, alpha=0.3)
         if curves:
-            ax.legend(fontsize="small")
+            _legend(ax)
         else:
             ax.text(0.5, 0.5, "no curve", transform=ax.transAxes, ha="center")
-        ax.set_title(title if title is not None else metric, fontsize="medium")
+        ax.set_title(literal(title if title is not None else metric), fontsize="medium")
         return to_bytes(figure, format)
 
 
@@ -87,8 +106,9 @@ def render_sensitivity(
         top = blended_transform_factory(ax.transData, ax.transAxes)
         right = ax.transAxes
         plotted: list[float] = []
-        for index, (name, points) in enumerate(info.curves.items()):
+        for index, (row, points) in enumerate(info.curves.items()):
             colour = f"C{index % 10}"
+            name = literal(row)
             finite = [p for p in points if p.eta is not None and p.median is not None]
             if finite:
                 etas = [p.eta for p in finite]
@@ -124,12 +144,11 @@ def render_sensitivity(
                     ax.plot(0.98, y_mark, "x", color=colour, ms=7, mew=2, transform=right)
         _set_y_scale(ax, plotted, log_y)
         ax.set_xlabel("η")
-        ax.set_ylabel(info.metric)
+        ax.set_ylabel(literal(info.metric))
         ax.grid(True, which="major", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
+        _legend(ax)
         where = slice_label(info.slice)
         default = f"{info.metric} vs η (median, min–max over seeds; x: diverged)"
         default += f"\n{where}" if where else ""
-        ax.set_title(title if title is not None else default, fontsize="medium")
+        ax.set_title(literal(title if title is not None else default), fontsize="medium")
         return to_bytes(figure, format)

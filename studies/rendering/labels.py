@@ -1,4 +1,11 @@
-"""Text for axes: η as a power of ten in mathtext, ALI-G∞ as ∞, slices as ``axis=value``."""
+"""Text for axes: η as a power of ten in mathtext, ALI-G∞ as ∞, slices as ``axis=value``, and
+every other string drawn as :func:`literal` text.
+
+Matplotlib reads a string with an even number of unescaped ``$`` as math text, and its parser
+raises on what is not valid TeX (``$\\foo$``), so a study name, an optimizer label or a metric
+name could make a plot fail. The renderers pass every string they did not write themselves
+through :func:`literal`; only the η tick labels of :func:`eta_label` are math text.
+"""
 
 import math
 from collections.abc import Mapping
@@ -32,3 +39,14 @@ def slice_label(slice: Mapping[str, Any]) -> str:
             text = f"{value:g}" if isinstance(value, float) else str(value)
         parts.append(f"{axis}={text}")
     return ", ".join(parts)
+
+
+def literal(text: object) -> str:
+    """``text`` as a string matplotlib draws as it is: each ``$`` escaped to ``\\$``.
+
+    With no unescaped ``$`` left, matplotlib never parses math text and turns each ``\\$`` back
+    into ``$``, so the drawn text is exactly ``text`` (a backslash already before a ``$`` stays,
+    as it is itself followed by the escaped ``$``). Assumes ``text.usetex`` is off, matplotlib's
+    default, as every renderer here does.
+    """
+    return str(text).replace("$", r"\$")

@@ -10,7 +10,9 @@ Conventions:
   adding a value is a one-line migration on both SQLite and PostgreSQL;
 - a float that may be NaN/±inf is a pair (float column, kind column), see :mod:`.codec`;
 - constraint and index names come from :data:`NAMING_CONVENTION`, so they are the same on every
-  database and in the migration.
+  database and in the migration;
+- a column that holds user text is as long as :mod:`studies.text` says that kind of text may be
+  (the spec validates against the same constant), so whatever validates also fits.
 """
 
 from datetime import UTC, datetime
@@ -35,6 +37,7 @@ from sqlalchemy.types import TypeDecorator
 
 from studies.statuses import STUDY_STATUSES, TRIAL_STATUSES, StudyStatus, TrialStatus
 from studies.store.codec import VALUE_KINDS
+from studies.text import IDEMPOTENCY_KEY_MAX, LABEL_MAX, METRIC_NAME_MAX, NAME_MAX, TASK_MAX
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -113,8 +116,8 @@ class StudyRow(Timestamps, Base):
     __tablename__ = "sens_studies"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4().hex
-    name: Mapped[str] = mapped_column(String(200))
-    task: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    task: Mapped[str] = mapped_column(String(TASK_MAX))
     spec: Mapped[dict[str, Any]]  # the validated spec as JSON
     tags: Mapped[list[str]] = mapped_column(default=_empty_list)
     status: Mapped[StudyStatus] = mapped_column(String(16), default="pending")
@@ -124,7 +127,7 @@ class StudyRow(Timestamps, Base):
     launch_attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A client-chosen key that makes POST /studies retryable; the hash of the request body
     # tells a genuine retry (same body) from a reuse of the key for another study (conflict).
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_MAX), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -152,7 +155,7 @@ class TrialRow(Timestamps, Base):
     study_id: Mapped[str] = mapped_column(ForeignKey("sens_studies.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(128))
     config: Mapped[dict[str, Any]]
-    optimizer: Mapped[str] = mapped_column(String(100))  # the heatmap row label
+    optimizer: Mapped[str] = mapped_column(String(LABEL_MAX))  # the heatmap row label
     eta: Mapped[float | None] = mapped_column(Double)  # None = ALI-G∞ (an infinite max η)
     batch_size: Mapped[int] = mapped_column(Integer)
     radius: Mapped[float | None] = mapped_column(Double)
@@ -189,7 +192,7 @@ class MetricPointRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("sens_trials.id", ondelete="CASCADE"))
     step: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(METRIC_NAME_MAX))
     value: Mapped[float | None] = mapped_column(Double)  # NULL unless kind == "finite"
     kind: Mapped[str] = mapped_column(String(8))
 

@@ -16,9 +16,16 @@ sets ``started_at`` (the latest run's start) and clears ``finished_at`` and ``er
 ``pending`` clears ``finished_at`` and ``error``; entering a finished status sets ``finished_at``
 and ``error`` (the given text, or NULL).
 
+Every other write is guarded the same way, as one ``UPDATE … WHERE`` whose row count says who won:
+:func:`transition` (a status change from named source statuses, optionally only for one launch),
+:func:`reserve_launch` (the next launch number, taken by exactly one caller), :func:`claim_run`
+(one driver per study and launch), :func:`record_job` (the job of the current launch only).
+
 Trials: ``mark_trial_running`` never touches a finished trial (completed, diverged, failed), so
 a late or duplicated start cannot undo a result; ``record_trial_result`` is idempotent per
-(study, key) — writing the same result twice changes nothing, not even timestamps.
+(study, key) — writing the same result twice changes nothing, not even timestamps — and a
+finished result is replaced only by a finished result of the same run (never by a crash
+reported after it, nor by a cancel).
 """
 
 import base64
@@ -45,6 +52,8 @@ from studies.exceptions import (
     TrialNotFound,
 )
 from studies.statuses import (
+    DRIVER_CLAIM_SOURCES,
+    MANUAL_CLAIM_SOURCES,
     RESUME_TARGETS,
     STUDY_FINISHED,
     STUDY_STATUSES,
@@ -368,6 +377,131 @@ def set_study_status(
     raise InvalidTransition(f"study {study_id}: its status keeps changing; try again")
 
 
+def _status_values(status: StudyStatus, error: str | None) -> dict[str, Any]:
+    """The columns that entering ``status`` sets (see the module docstring)."""
+    now = utcnow()
+    if status == "running":
+        return {"status": status, "started_at": now, "finished_at": None, "error": None}
+    if status == "pending":
+        return {"status": status, "finished_at": None, "error": None}
+    return {"status": status, "finished_at": now, "error": error}
+
+
+def _guarded_study_update(
+    session: Session, study_id: str, conditions: Sequence[ColumnElement[bool]], **values: Any
+) -> StudyInfo | None:
+    """UPDATE the study with ``values`` where every condition holds; the updated study, or None
+    when the guard failed (StudyNotFound when there is no such study)."""
+    result = session.execute(
+        update(StudyRow)
+        .where(StudyRow.id == study_id, *conditions)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        return get_study(session, study_id)
+    _require_study(session, study_id)
+    return None
+
+
+def transition(
+    session: Session,
+    study_id: str,
+    status: StudyStatus,
+    *,
+    sources: Collection[StudyStatus],
+    error: str | None = None,
+    launch_attempt: int | None = None,
+) -> StudyInfo | None:
+    """Move the study to ``status`` only if it is in one of ``sources`` (and, when
+    ``launch_attempt`` is given, only while that is still its launch counter); the updated study,
+    or None when the guard failed — the caller re-reads and decides (e.g. a driver's end finds
+    the study cancelled). One statement: no lost update between two processes."""
+    conditions = [StudyRow.status.in_(list(sources))]
+    if launch_attempt is not None:
+        conditions.append(StudyRow.launch_attempt == launch_attempt)
+    return _guarded_study_update(session, study_id, conditions, **_status_values(status, error))
+
+
+def reserve_launch(
+    session: Session, study_id: str, *, launch_attempt: int, sources: Collection[StudyStatus]
+) -> StudyInfo | None:
+    """Take launch number ``launch_attempt`` of the study: it becomes ``pending`` with
+    ``launch_attempt + 1`` launches counted, only if it is in ``sources`` and nobody took that
+    number first. The updated study, or None (another caller won, or the status moved on).
+    Whoever wins submits the driver of that launch; two racing resumes start one driver."""
+    conditions = [
+        StudyRow.status.in_(list(sources)),
+        StudyRow.launch_attempt == launch_attempt,
+    ]
+    return _guarded_study_update(
+        session,
+        study_id,
+        conditions,
+        launch_attempt=launch_attempt + 1,
+        **_status_values("pending", None),
+    )
+
+
+def record_job(
+    session: Session, study_id: str, ray_job_id: str, *, launch_attempt: int
+) -> StudyInfo | None:
+    """Remember the Ray job of the study's launch ``launch_attempt - 1`` (its current one), only
+    while it is current: a slow submitter never overwrites the job of a newer launch. The updated
+    study, or None."""
+    return _guarded_study_update(
+        session, study_id, [StudyRow.launch_attempt == launch_attempt], ray_job_id=ray_job_id
+    )
+
+
+def claim_run(session: Session, study_id: str, *, launch: int | None) -> StudyInfo | None:
+    """A driver claims the study: ``running``, the run's start now. The updated study, or None
+    when the claim failed (cancelled, finished, already claimed, or another launch is current).
+
+    ``launch`` is the driver's launch number (0 = the first): it claims only a ``pending``
+    study whose current launch it is (``launch_attempt`` is ``launch + 1``; or launch 0 of a
+    study never reserved, submitted straight to the launcher), and the counter becomes
+    ``launch + 1``: one driver per study, enforced by this one statement. ``launch=None`` is a
+    driver started by hand: it may take over any study but a cancelled one.
+    """
+    if launch is None:
+        return _guarded_study_update(
+            session,
+            study_id,
+            [StudyRow.status.in_(MANUAL_CLAIM_SOURCES)],
+            **_status_values("running", None),
+        )
+    conditions = [
+        StudyRow.status.in_(DRIVER_CLAIM_SOURCES),
+        StudyRow.launch_attempt.in_([launch + 1, 0] if launch == 0 else [launch + 1]),
+    ]
+    return _guarded_study_update(
+        session, study_id, conditions, launch_attempt=launch + 1, **_status_values("running", None)
+    )
+
+
+def note_study_error(
+    session: Session, study_id: str, error: str, *, sources: Collection[StudyStatus]
+) -> bool:
+    """Set the study's ``error`` text without changing its status (a reason shown while it is
+    still in one of ``sources``, e.g. why Tune cannot place its trials); whether it was set."""
+    conditions = [StudyRow.status.in_(list(sources)), StudyRow.error.is_distinct_from(error)]
+    return _guarded_study_update(session, study_id, conditions, error=error) is not None
+
+
+def count_studies(session: Session, *, status: Collection[StudyStatus] | None = None) -> int:
+    """How many studies there are (in one of ``status``, when given)."""
+    query = select(func.count()).select_from(StudyRow)
+    if status is not None:
+        query = query.where(StudyRow.status.in_(list(status)))
+    return session.scalar(query) or 0
+
+
+def idempotency_key_used(session: Session, key: str) -> bool:
+    """Whether a study was created with this idempotency key."""
+    return session.scalar(select(StudyRow.id).where(StudyRow.idempotency_key == key)) is not None
+
+
 def record_launch(
     session: Session, study_id: str, ray_job_id: str, launch_attempt: int
 ) -> StudyInfo:
@@ -384,13 +518,22 @@ def record_launch(
     return get_study(session, study_id)
 
 
-def delete_study(session: Session, study_id: str) -> None:
-    """Delete the study; the database cascades to its trials and their metric points."""
-    result = session.execute(
-        delete(StudyRow).where(StudyRow.id == study_id).execution_options(synchronize_session=False)
-    )
+def delete_study(
+    session: Session, study_id: str, *, statuses: Collection[StudyStatus] | None = None
+) -> bool:
+    """Delete the study; the database cascades to its trials and their metric points.
+
+    With ``statuses``, only while the study is in one of them (a resume between a check and
+    the delete keeps it); whether it was deleted. StudyNotFound when there is no such study.
+    """
+    statement = delete(StudyRow).where(StudyRow.id == study_id)
+    if statuses is not None:
+        statement = statement.where(StudyRow.status.in_(list(statuses)))
+    result = session.execute(statement.execution_options(synchronize_session=False))
     if result.rowcount == 0:
-        raise StudyNotFound(f"study {study_id!r} not found")
+        _require_study(session, study_id)
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,14 +667,21 @@ def record_trial_result(
     reason: str | None = None,
     finished_at: datetime | None = None,
     trial: Trial | None = None,
+    attempt: int | None = None,
 ) -> TrialRecord:
     """Store a trial's outcome, idempotently by (study, key); the stored trial.
 
     ``status`` is completed, diverged, failed or cancelled. ``final_objective`` may be any
     float (NaN/±inf are stored as their kind, the float column NULL); ``metrics`` (the last
     reported values) replace the stored ones, ``None`` keeps them. Writing the same result
-    again changes nothing (timestamps included); a different finished result replaces the
-    old one; a ``cancelled`` result never replaces a finished one.
+    again changes nothing (timestamps included); a ``cancelled`` result never replaces a
+    finished one, and a ``failed`` one never replaces ``completed`` or ``diverged`` (a crash
+    reported after the final result does not undo it). Another finished result replaces a
+    finished one only from the same run: ``attempt`` is the trial's ``attempts`` count when the
+    run that produced the result started (None: the current run); a result of another run
+    leaves the stored one as it is. Each rule is part of the UPDATE's WHERE clause, so a
+    concurrent writer cannot slip between the check and the write; the stored trial is
+    returned either way.
 
     A trial that does not exist yet is inserted first when ``trial`` describes it (trials a
     search proposed on the fly); otherwise TrialNotFound / StudyNotFound.
@@ -552,7 +702,7 @@ def record_trial_result(
         add_trials(session, study_id, [trial])  # type: ignore[list-item]
         row = _load_trial(session, study_id, key)
         assert row is not None  # inserted just now, or by a concurrent writer
-    if status == "cancelled" and row.status in TRIAL_FINISHED:
+    if not _may_replace(row.status, row.attempts, status, attempt):
         return trial_record(row)
     unchanged = (
         row.status == status
@@ -572,13 +722,41 @@ def record_trial_result(
     }
     if encoded_metrics is not None:
         values["metrics"] = encoded_metrics
-    guard = [TrialRow.id == row.id]
-    if status == "cancelled":  # a result may land between our read and this write
-        guard.append(TrialRow.status.not_in(TRIAL_FINISHED))
+    # the same rules again in SQL: a result may land between our read and this write
+    guard = [TrialRow.id == row.id, *_replace_guard(status, attempt)]
     session.execute(
         update(TrialRow).where(*guard).values(values).execution_options(synchronize_session=False)
     )
     return get_trial(session, study_id, key)
+
+
+# a stored finished status -> the result statuses that never replace it, whatever the attempt
+_NEVER_REPLACED_BY: dict[str, frozenset[str]] = {
+    "completed": frozenset({"cancelled", "failed"}),
+    "diverged": frozenset({"cancelled", "failed"}),
+    "failed": frozenset({"cancelled"}),
+}
+
+
+def _may_replace(stored: str, attempts: int, new: str, attempt: int | None) -> bool:
+    """Whether a ``new`` result may replace a trial stored as ``stored`` (the docstring of
+    :func:`record_trial_result`)."""
+    if stored not in TRIAL_FINISHED:
+        return True
+    if new in _NEVER_REPLACED_BY[stored]:
+        return False
+    return attempt is None or attempt == attempts
+
+
+def _replace_guard(new: str, attempt: int | None) -> list[ColumnElement[bool]]:
+    """:func:`_may_replace` as conditions of the UPDATE."""
+    protected = [s for s, never in _NEVER_REPLACED_BY.items() if new in never]
+    guard: list[ColumnElement[bool]] = []
+    if protected:
+        guard.append(TrialRow.status.not_in(protected))
+    if attempt is not None:
+        guard.append(or_(TrialRow.status.not_in(TRIAL_FINISHED), TrialRow.attempts == attempt))
+    return guard
 
 
 # ---------------------------------------------------------------------------------------------

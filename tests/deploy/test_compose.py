@@ -29,6 +29,7 @@ SECRETS = {
 SERVICES = {"postgres", "ray-head", "ray-worker", "api"}
 APP_SERVICES = ("ray-head", "ray-worker", "api")
 RESULTS = "/data/ray_results"  # Tune's storage path in the image
+DATASETS = "/data/datasets"  # the operator's data-set directory in the containers
 
 
 @pytest.fixture(scope="session")
@@ -205,6 +206,21 @@ def test_head_workers_and_api_run_one_image_and_share_the_results_volume(config)
         # Tune's storage path: drivers on the head and trials on the workers write there
         assert volume_targets(services[name]).get(RESULTS) == "results", name
     assert "results" in config["volumes"]
+
+
+def test_head_and_workers_read_the_data_sets_from_a_read_only_mount(config):
+    services = config["services"]
+    for name in ("ray-head", "ray-worker"):
+        service = services[name]
+        assert service["environment"]["SENSITIVITY_DATASETS_DIR"] == DATASETS, name
+        mounts = [v for v in service["volumes"] if isinstance(v, str) and f":{DATASETS}" in v]
+        mounts += [v for v in service["volumes"] if isinstance(v, dict) and v["target"] == DATASETS]
+        assert len(mounts) == 1, (name, service["volumes"])
+        mount = mounts[0]
+        read_only = mount.get("read_only") if isinstance(mount, dict) else mount.endswith(":ro")
+        assert read_only, (name, mount)  # a trial can never write (or download) there
+        assert "SENSITIVITY_ALLOW_DOWNLOADS" not in service["environment"], name
+    assert DATASETS not in volume_targets(services["api"])  # the API reads no data sets
 
 
 def test_no_secret_is_written_in_the_compose_file(raw):

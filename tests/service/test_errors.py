@@ -204,7 +204,7 @@ INVALID_SPECS = [
     (
         "too-many-trials",
         spec(grid={"eta": {"from": -12, "to": 12, "per_decade": 20}}),
-        "grid: the study has 962 trials, more than the limit of 200",
+        "grid: the study has 962 trials, more than the limit of 200 (SENSITIVITY_MAX_TRIALS)",
         False,
     ),
     (
@@ -668,24 +668,24 @@ def test_without_a_configured_token_mutations_are_open(open_client: TestClient):
 # --- Ray unreachable: 503, and the study says why -----------------------------------------------
 
 
-def test_an_unreachable_ray_is_503_and_the_study_is_failed(client: TestClient, study_id: str):
+def test_an_unreachable_ray_is_503_and_the_study_stays_pending(client: TestClient, study_id: str):
     ray = client.app.state.settings.ray_address
     response = client.post("/studies", json=MULTI_BATCH, headers=AUTH)
     assert_error(response, 503, f"Ray Jobs API at {ray} is unreachable: ", prefix=True)
+    assert response.headers["retry-after"] == "30"
     study = client.get(f"/studies/{study_id}").json()
-    assert study["status"] == "failed"
-    assert study["error"].startswith(f"launch failed: Ray Jobs API at {ray} is unreachable")
-    assert study["ray_job_id"] is None
+    # never failed as if the science had: the reconciler launches it once Ray answers
+    assert (study["status"], study["error"], study["ray_job_id"]) == ("pending", None, None)
     assert study["progress"] == {**study["progress"], "total": 8, "done": 0, "running": 0}
 
 
-def test_state_conflicts_of_a_failed_study(client: TestClient, study_id: str):
-    response = client.post(f"/studies/{study_id}/cancel", headers=AUTH)
-    assert_error(response, 409, f"study {study_id} is already failed: nothing to cancel")
+def test_state_conflicts_of_a_pending_study_without_ray(client: TestClient, study_id: str):
     ray = client.app.state.settings.ray_address
     response = client.post(f"/studies/{study_id}/resume", headers=AUTH)  # relaunch: still no Ray
     assert_error(response, 503, f"Ray Jobs API at {ray} is unreachable: ", prefix=True)
-    assert client.get(f"/studies/{study_id}").json()["status"] == "failed"
+    assert client.get(f"/studies/{study_id}").json()["status"] == "pending"
+    response = client.delete(f"/studies/{study_id}", headers=AUTH)
+    assert_error(response, 409, f"study {study_id} is pending: cancel it before deleting it")
 
 
 def test_health_reports_ray_down_as_503(client: TestClient):
@@ -699,6 +699,7 @@ def test_health_reports_ray_down_as_503(client: TestClient):
 
 def test_a_finished_study_is_deleted_with_its_rows(client: TestClient):
     doomed = submit_unlaunched(client, {**MULTI_BATCH, "tags": ["doomed"]})
+    assert client.post(f"/studies/{doomed}/cancel", headers=AUTH).status_code == 200
     response = client.delete(f"/studies/{doomed}", headers=AUTH)
     assert response.status_code == 204
     assert_error(client.get(f"/studies/{doomed}"), 404, f"study {doomed!r} not found")

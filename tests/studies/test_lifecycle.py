@@ -5,9 +5,16 @@ import time
 
 import pytest
 
-from studies.exceptions import IdempotencyConflict, InvalidTransition, SpecError
+from studies.exceptions import (
+    ClusterUnavailable,
+    IdempotencyConflict,
+    InvalidTransition,
+    SpecError,
+    TooManyStudies,
+)
 from studies.lifecycle import StudyLifecycle
 from studies.store import repository
+from studies.submission import Limits
 
 SPEC = {
     "name": "MF η sweep",
@@ -28,6 +35,8 @@ class RecordingLauncher:
         self.stopped: list[str] = []
         self.states: dict[str, str] = {}
         self.fail_with: Exception | None = None
+        self.capacity: dict[str, float] | None = None
+        self.forgotten: list[str] = []
 
     def submit(self, study_id: str, name: str, attempt: int = 0) -> str:
         if self.fail_with is not None:
@@ -47,6 +56,12 @@ class RecordingLauncher:
 
     def logs(self, job_id: str) -> str:
         return ""
+
+    def node_capacity(self) -> dict[str, float] | None:
+        return self.capacity
+
+    def forget(self, study) -> None:
+        self.forgotten.append(study.id)
 
 
 @pytest.fixture
@@ -111,13 +126,69 @@ def test_an_idempotent_retry_returns_the_study_and_launches_nothing(lifecycle, l
         lifecycle.submit({**SPEC, "name": "other"}, max_trials=100, idempotency_key="k1")
 
 
-def test_a_failed_launch_fails_the_study_with_the_reason(lifecycle, launcher, store):
-    launcher.fail_with = RuntimeError("no Ray here")
-    with pytest.raises(RuntimeError, match="no Ray here"):
+def test_an_unreachable_cluster_leaves_the_study_pending_with_its_launch_reserved(
+    lifecycle, launcher, store
+):
+    launcher.fail_with = ClusterUnavailable("no Ray here")
+    with pytest.raises(ClusterUnavailable, match="no Ray here"):
         lifecycle.submit(SPEC, max_trials=100)
     with store.session() as session:
         (study,) = repository.list_studies(session).items
-    assert (study.status, study.error) == ("failed", "launch failed: no Ray here")
+    # never failed as if the science had: the reconciler submits launch 0 later
+    assert (study.status, study.error, study.launch_attempt) == ("pending", None, 1)
+    launcher.fail_with = None
+    launched = lifecycle.launch_pending(study)
+    assert launcher.submitted == [(study.id, "MF η sweep", 0)]
+    assert (launched.ray_job_id, launched.launch_attempt) == (f"job-{study.id}-0", 1)
+
+
+def test_a_trial_larger_than_any_node_is_refused_and_unknown_capacity_is_accepted(
+    lifecycle, launcher
+):
+    launcher.capacity = {"CPU": 2.0}
+    with pytest.raises(
+        SpecError, match=r"resources\.cpu: a trial reserves 4 CPU, but the cluster's"
+    ):
+        lifecycle.submit({**SPEC, "resources": {"cpu": 4}}, max_trials=100)
+    with pytest.raises(SpecError, match=r"resources\.gpu: a trial reserves 1 GPU"):
+        lifecycle.submit({**SPEC, "resources": {"gpu": 1}}, max_trials=100)
+    launcher.capacity = None  # the cluster did not answer: accepted, placed later or noted
+    assert lifecycle.submit({**SPEC, "resources": {"cpu": 4}}, max_trials=100).created
+
+
+def test_too_many_unfinished_studies_but_a_retry_of_a_known_key_is_answered(lifecycle):
+    limits = Limits(max_trials=100, max_unfinished_studies=2)
+    lifecycle.submit(SPEC, limits=limits, idempotency_key="a")
+    lifecycle.submit({**SPEC, "name": "b"}, limits=limits)
+    with pytest.raises(
+        TooManyStudies,
+        match=r"2 studies are pending or running, the limit is 2 \(SENSITIVITY_MAX_UNFINISHED_STUDIES\)",
+    ):
+        lifecycle.submit({**SPEC, "name": "c"}, limits=limits)
+    assert not lifecycle.submit(SPEC, limits=limits, idempotency_key="a").created
+
+
+def test_delete_forgets_what_the_runs_left(lifecycle, launcher):
+    study = lifecycle.submit(SPEC, max_trials=100).study
+    lifecycle.cancel(study.id)
+    launcher.states[study.ray_job_id] = "STOPPED"
+    lifecycle.delete(study.id)
+    assert launcher.forgotten == [study.id]
+
+
+def test_a_status_the_cluster_does_not_answer_is_not_an_ended_job(lifecycle, launcher):
+    study = lifecycle.submit(SPEC, max_trials=100).study
+    lifecycle.cancel(study.id)
+
+    def unanswered(job_id):
+        raise ClusterUnavailable("timed out")
+
+    launcher.status = unanswered
+    with pytest.raises(ClusterUnavailable):
+        lifecycle.delete(study.id)
+    with pytest.raises(ClusterUnavailable):
+        lifecycle.resume(study.id)
+    assert lifecycle.get(study.id)[0].status == "cancelled"  # nothing changed
 
 
 def test_resume_counts_launches_in_the_database(lifecycle, launcher, store):
@@ -206,3 +277,46 @@ def test_every_trial_failed_fails_the_study_and_a_cancelled_one_is_not_run(lifec
 
 def _first_key(session, study_id: str) -> str:
     return repository.list_trials(session, study_id, limit=1).items[0].key
+
+
+# --- races: a cancel is final, one driver per study ----------------------------------------
+
+
+def test_a_cancel_before_the_driver_starts_is_not_undone(lifecycle, store):
+    study = lifecycle.submit(SPEC, max_trials=100).study
+    lifecycle.cancel(study.id)  # the API cancels while the driver of launch 0 starts
+    assert lifecycle.begin_run(study.id, launch=0) is None
+    assert lifecycle.begin_run(study.id) is None  # nor by a driver started by hand
+    assert lifecycle.get(study.id)[0].status == "cancelled"
+
+
+def test_two_drivers_of_the_same_launch_one_wins(lifecycle, store):
+    study = lifecycle.submit(SPEC, max_trials=100).study
+    first = StudyLifecycle(store).begin_run(study.id, launch=0)
+    second = StudyLifecycle(store).begin_run(study.id, launch=0)
+    assert first is not None and second is None
+
+
+def test_a_stale_driver_cannot_end_a_newer_launch(lifecycle, launcher, store):
+    study = lifecycle.submit(SPEC, max_trials=100).study
+    old = StudyLifecycle(store)
+    assert old.begin_run(study.id, launch=0) is not None
+    launcher.states[study.ray_job_id] = "FAILED"  # its job died (the driver is a zombie)
+    resumed = lifecycle.resume(study.id)
+    assert resumed.launch_attempt == 2
+    old.fail_run(study.id, "zombie")  # guarded by the launch it claimed
+    finished = old.finish_run(study.id)
+    assert lifecycle.get(study.id)[0].status == "pending" and finished[0] == "pending"
+    assert StudyLifecycle(store).begin_run(study.id, launch=1) is not None
+
+
+def test_two_racing_resumes_start_one_driver(lifecycle, launcher, store):
+    study = lifecycle.submit(SPEC, max_trials=100).study
+    launcher.states[study.ray_job_id] = "FAILED"
+    lifecycle.fail_run(study.id, "driver died")
+    stale, _ = lifecycle.get(study.id)
+    lifecycle.resume(study.id)
+    # the second resume read the study before the first one's launch: its reservation loses
+    assert lifecycle.relaunch(stale, sources=("failed",)) is None
+    assert lifecycle._launch(stale, sources=("failed", "pending")) is None
+    assert [attempt for _, _, attempt in launcher.submitted] == [0, 1]

@@ -1,4 +1,5 @@
-"""studies.rendering: real images out (PNG decoded, SVG parsed), formats, labels, threads."""
+"""studies.rendering: real images out (PNG decoded, SVG parsed), formats, labels, threads, user
+text drawn literally, large grids in bounded size."""
 
 import io
 import math
@@ -18,7 +19,9 @@ from studies.rendering import (
     render_learning_curves,
     render_sensitivity,
 )
-from studies.rendering.curves import CURVES_SIZE, SENSITIVITY_SIZE
+from studies.rendering.curves import CURVES_SIZE, MAX_LEGEND_ENTRIES, SENSITIVITY_SIZE, _legend
+from studies.rendering.heatmap import MAX_FIGURE, _dense_note, is_dense, labelled_indices
+from studies.rendering.labels import literal
 from studies.rendering.limits import PLOT_LIMIT, plottable
 from studies.trial import TrialRecord
 
@@ -165,3 +168,79 @@ def test_rendering_from_threads_gives_the_serial_bytes():
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda _: render_heatmap(hm), range(2)))
     assert all(result == serial for result in results)
+
+
+# --- user text is literal; large grids are drawn in bounded size and time ----------------------
+
+
+def test_literal_escapes_every_dollar_so_the_text_is_drawn_as_given():
+    from matplotlib import cbook
+
+    for text in (r"$\foo$", "a$b$c", r"a\$b", "$", "no dollar"):
+        escaped = literal(text)
+        assert not cbook.is_math_text(escaped)
+        assert escaped.replace(r"\$", "$") == text  # what matplotlib draws
+
+
+def test_math_text_in_user_strings_renders():
+    bad = r"$\foo$"
+    table = Heatmap([bad, "a$b$c"], [0.1, 1.0], [[1.0, 2.0], [3.0, None]],
+                    [["ok", "partial"], ["ok", "diverged"]], [[1, 1], [1, 0]], [[1, 2], [1, 1]],
+                    bad, "minimize", {"optimizer_option": bad})  # fmt: skip
+    for fmt in ("png", "svg"):
+        render_heatmap(table, format=fmt, title=bad)
+        render_heatmap(table, format=fmt)  # the default title holds the metric and the slice
+    relabelled = [
+        TrialRecord(r.key, bad if r.optimizer == "sgd" else r.optimizer, r.eta, r.batch_size,
+                    seed=r.seed, status=r.status, final_objective=r.final_objective)
+        for r in records()
+    ]  # fmt: skip
+    assert decode_png(render_sensitivity(relabelled, title=bad)).size[0] > 0
+    ET.fromstring(render_learning_curves({bad: [(0, 1.0), (1, 0.5)]}, bad, format="svg"))
+
+
+def wide_heatmap(n_rows, n_columns):
+    statuses = ["ok", "partial", "diverged", "failed", "missing"]
+    status = [[statuses[(i + j) % 5] for j in range(n_columns)] for i in range(n_rows)]
+    values = [
+        [None if s in ("diverged", "failed", "missing") else 1.0 + i + j for j, s in enumerate(row)]
+        for i, row in enumerate(status)
+    ]
+    ones = [[1] * n_columns for _ in range(n_rows)]
+    return Heatmap([f"opt{i}" for i in range(n_rows)],
+                   [10.0 ** (-5 + 10 * j / (n_columns - 1)) for j in range(n_columns)], values,
+                   status, ones, ones, "final_objective", "minimize", {})  # fmt: skip
+
+
+def test_a_wide_heatmap_is_a_dense_view_of_bounded_size(monkeypatch):
+    import studies.rendering.heatmap as module
+
+    def no_cell_marks(*args):
+        raise AssertionError("the dense view draws no per-cell patch or text")
+
+    monkeypatch.setattr(module, "_mark_cell", no_cell_marks)
+    assert is_dense(10, 870) and is_dense(30, 30) and not is_dense(8, 12)
+    for rows, columns in ((10, 870), (300, 20)):
+        image = decode_png(render_heatmap(wide_heatmap(rows, columns)))
+        width, height = heatmap_size(rows, columns)
+        assert image.size == (round(width * DPI), round(height * DPI))
+        assert width <= MAX_FIGURE[0] and height <= MAX_FIGURE[1]
+        assert n_colours(image) > 50
+    assert heatmap_size(10, 870)[0] == MAX_FIGURE[0] and heatmap_size(300, 20)[1] == MAX_FIGURE[1]
+    assert labelled_indices(870) == list(range(0, 870, 22)) and len(labelled_indices(870)) <= 40
+    assert labelled_indices(12) == list(range(12))
+    note = _dense_note(10, 870, 10, 40)
+    assert "40 of 870 η" in note and "rows" not in note.split(";")[1]
+
+
+def test_a_legend_lists_at_most_its_bound():
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    ax = figure.add_subplot()
+    for i in range(MAX_LEGEND_ENTRIES + 5):
+        ax.plot([0, 1], [i, i], label=f"line {i}")
+    _legend(ax)
+    legend = ax.get_legend()
+    assert len(legend.get_texts()) == MAX_LEGEND_ENTRIES
+    assert legend.get_title().get_text() == "(+5 more not listed)"

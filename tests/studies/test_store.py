@@ -677,3 +677,71 @@ def test_a_grid_expanded_from_a_spec_is_stored_as_is(store):
         (p.key, p.optimizer, p.eta) for p in planned
     ]
     assert first.config == planned[0].config and first.trial == planned[0]
+
+
+# --- guarded writes: a result is never undone, one launch and one driver at a time -----------
+
+
+def test_a_crash_reported_after_the_final_result_does_not_undo_it(store):
+    study = create(store)
+    key = GRID[0].key
+    with store.session() as session:
+        repo.mark_trial_running(session, study.id, key)
+        repo.record_trial_result(session, study.id, key, status="completed", final_objective=0.5)
+        # Tune's on_trial_error after the final report: a failure with no objective
+        kept = repo.record_trial_result(session, study.id, key, status="failed", reason="boom")
+        assert (kept.status, kept.final_objective, kept.reason) == ("completed", 0.5, None)
+        kept = repo.record_trial_result(session, study.id, key, status="failed", attempt=1)
+        assert kept.status == "completed"
+
+
+def test_a_finished_result_is_replaced_only_by_a_result_of_the_same_run(store):
+    study = create(store)
+    key = GRID[0].key
+    with store.session() as session:
+        repo.mark_trial_running(session, study.id, key)  # attempts = 1
+        repo.record_trial_result(session, study.id, key, status="completed", final_objective=0.5,
+                                 attempt=1)  # fmt: skip
+        stale = repo.record_trial_result(session, study.id, key, status="diverged",
+                                         final_objective=math.inf, attempt=0)  # fmt: skip
+        assert (stale.status, stale.final_objective) == ("completed", 0.5)
+        same = repo.record_trial_result(session, study.id, key, status="completed",
+                                        final_objective=0.25, attempt=1)  # fmt: skip
+        assert same.final_objective == 0.25
+        # a failed trial may still be replaced by the same run's real result
+        other = GRID[1].key
+        repo.mark_trial_running(session, study.id, other)
+        repo.record_trial_result(session, study.id, other, status="failed", reason="lost")
+        fixed = repo.record_trial_result(session, study.id, other, status="completed",
+                                         final_objective=1.0, attempt=1)  # fmt: skip
+        assert fixed.status == "completed"
+
+
+def test_a_launch_number_is_reserved_once_and_its_job_recorded_only_while_current(store):
+    study = create(store)
+    with store.session() as session:
+        first = repo.reserve_launch(session, study.id, launch_attempt=0, sources=("pending",))
+        assert first is not None and first.launch_attempt == 1
+        # the same number again (a racing resume): nobody else gets it
+        assert (
+            repo.reserve_launch(session, study.id, launch_attempt=0, sources=("pending",)) is None
+        )
+        assert repo.record_job(session, study.id, "job-0", launch_attempt=1).ray_job_id == "job-0"
+        repo.reserve_launch(session, study.id, launch_attempt=1, sources=("pending",))
+        # the slow submitter of launch 0 records late: the newer launch's row is left alone
+        assert repo.record_job(session, study.id, "late", launch_attempt=1) is None
+        assert repo.get_study(session, study.id).ray_job_id == "job-0"
+
+
+def test_a_driver_claims_only_a_pending_study_of_its_own_launch(store):
+    study = create(store)
+    with store.session() as session:
+        repo.reserve_launch(session, study.id, launch_attempt=0, sources=("pending",))
+        assert repo.claim_run(session, study.id, launch=1) is None  # not its launch
+        claimed = repo.claim_run(session, study.id, launch=0)
+        assert claimed is not None and claimed.status == "running"
+        assert repo.claim_run(session, study.id, launch=0) is None  # one driver per launch
+        repo.set_study_status(session, study.id, "cancelled")
+        assert repo.claim_run(session, study.id, launch=None) is None  # a cancel is final
+        assert repo.transition(session, study.id, "failed", sources=("pending", "running")) is None
+        assert repo.get_study(session, study.id).status == "cancelled"

@@ -3,13 +3,22 @@
 CIFAR as pickled dicts of a ``uint8 [N, 3072]`` array (R plane, G plane, B plane, each row-major
 32×32) and labels, SVHN as MATLAB files with ``X`` of shape ``(32, 32, 3, N)`` and ``y`` of shape
 ``(N, 1)`` in 1..10.
+
+Tasks read only the operator's data-set directory (``SENSITIVITY_DATASETS_DIR``), in the task's
+folder (``<dir>/cifar10`` …): :func:`use_datasets_dir` points the settings at a test directory and
+:func:`write_dataset` writes a fixture there. torchvision's md5 checks are on, and the fixtures are
+not the official files, so :func:`trust_fixture` makes torchvision expect the fixtures' md5s, for
+one test only (``monkeypatch`` undoes it).
 """
 
+import hashlib
 import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
+from torchvision.datasets import CIFAR10, CIFAR100, SVHN
 
 
 def _pickle(path: Path, obj: object) -> None:
@@ -75,3 +84,60 @@ def write_svhn(
 
 
 WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100, "svhn": write_svhn}
+
+
+def use_datasets_dir(monkeypatch: pytest.MonkeyPatch, directory: Path) -> Path:
+    """Make ``directory`` (created) the data-set directory, with downloads off; returns it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("SENSITIVITY_DATASETS_DIR", str(directory))
+    monkeypatch.delenv("SENSITIVITY_ALLOW_DOWNLOADS", raising=False)
+    return directory
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def trust_fixture(monkeypatch: pytest.MonkeyPatch, name: str, root: Path) -> None:
+    """Make torchvision's reader of ``name`` expect the md5s of the files under ``root`` (the
+    task's folder), for this test only."""
+    if name == "svhn":
+        split_list = {  # the "extra" split is never written (nor read)
+            split: [url, file, _md5(root / file) if split != "extra" else md5]
+            for split, (url, file, md5) in SVHN.split_list.items()
+        }
+        monkeypatch.setattr(SVHN, "split_list", split_list)
+        return
+    reader = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+    folder = root / reader.base_folder
+    for attribute in ("train_list", "test_list"):
+        files = [[file, _md5(folder / file)] for file, _ in getattr(reader, attribute)]
+        monkeypatch.setattr(reader, attribute, files)
+    meta = {**reader.meta, "md5": _md5(folder / reader.meta["filename"])}
+    monkeypatch.setattr(reader, "meta", meta)
+
+
+def write_dataset(
+    monkeypatch: pytest.MonkeyPatch,
+    datasets: Path,
+    name: str,
+    n_train: int,
+    n_test: int,
+    *,
+    trusted: bool = True,
+) -> Path:
+    """A fixture of ``name`` in ``datasets/<name>`` with the labels ``i % classes`` (train) and
+    ``3i % classes`` (test) and the images ``random_images(n, 1)`` / ``random_images(n, 2)``;
+    torchvision trusts it unless ``trusted`` is false. Returns the task's folder."""
+    classes = 100 if name == "cifar100" else 10
+    root = datasets / name
+    WRITERS[name](
+        root,
+        random_images(n_train, 1),
+        [i % classes for i in range(n_train)],
+        random_images(n_test, 2),
+        [(3 * i) % classes for i in range(n_test)],
+    )
+    if trusted:
+        trust_fixture(monkeypatch, name, root)
+    return root

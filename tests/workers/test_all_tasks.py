@@ -6,20 +6,19 @@ import numpy as np
 import pytest
 
 from studies.catalog.tasks import TASKS
-from tests.workers.fake_datasets import WRITERS, random_images
+from tests.workers.fake_datasets import WRITERS, use_datasets_dir, write_dataset
 from workers.exceptions import TaskConfigError
 from workers.trainer import run_trial
 
 OPTIMIZERS = {"alig": 1.0, "sgd": 0.01, "adam": 1e-3, "sps": 1.0, "l4mom": 0.15, "aalig": 1.0}
 
 
-def task_setup(name: str, root) -> tuple[dict, int, int]:
-    """Small options, a batch size and a budget for ``name``."""
+def task_setup(name: str, root, monkeypatch) -> tuple[dict, int, int]:
+    """Small options, a batch size and a budget for ``name``; image data in ``root``, made the
+    data-set directory."""
     if name in WRITERS:
-        classes = 100 if name == "cifar100" else 10
-        WRITERS[name](root, random_images(40, 1), [i % classes for i in range(40)],
-                      random_images(10, 2), [i % classes for i in range(10)])  # fmt: skip
-        return {"data_root": str(root), "model": "resnet8"}, 16, 1
+        write_dataset(monkeypatch, use_datasets_dir(monkeypatch, root), name, 40, 10)
+        return {"model": "resnet8"}, 16, 1
     small = {
         "dnc-copy": ({}, 4, 6),
         "matrix-factorisation": ({"n_samples": 96, "val_fraction": 1 / 3}, 16, 2),
@@ -39,8 +38,10 @@ CASES = [
 
 
 @pytest.mark.parametrize(("task", "optimizer"), CASES)
-def test_every_task_trains_with_every_representative_optimizer(task, optimizer, tmp_path):
-    options, batch_size, budget = task_setup(task, tmp_path)
+def test_every_task_trains_with_every_representative_optimizer(
+    task, optimizer, tmp_path, monkeypatch
+):
+    options, batch_size, budget = task_setup(task, tmp_path, monkeypatch)
     reports = []
     result = run_trial(
         {"task": task, "task_options": options, "optimizer": optimizer,

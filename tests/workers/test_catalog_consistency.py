@@ -56,3 +56,17 @@ def test_unknown_options_list_the_accepted_ones():
         SpecError, match=r"^options: sgd does not accept option\(s\) betas; accepted: mom"
     ):
         validate_options("sgd", {"betas": (0.9, 0.9)})
+
+
+@pytest.mark.parametrize("name", list(CATALOG))
+def test_the_catalog_says_which_optimizers_pack(name):
+    from optim.packed import packed_form
+
+    assert CATALOG[name].packs == (packed_form(name, {}) is not None)
+
+
+def test_the_catalog_says_which_tasks_pack():
+    from studies.catalog.tasks import TASKS
+    from workers.tasks.registry import TASK_TYPES
+
+    assert {n: s.packs for n, s in TASKS.items()} == {n: t.packable for n, t in TASK_TYPES.items()}

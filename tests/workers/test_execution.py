@@ -110,6 +110,17 @@ def test_grid_study_runs_end_to_end_through_the_entrypoint(env):
     completed = [r for r in rows if r.status == "completed"]
     assert all(r.final_objective is not None for r in completed)
     assert [p.step for p in curve] == [4, 8]  # one point per epoch (128 samples / 32)
+    assert "packs of" in (tmp / "driver.log").read_text()  # the grid ran packed (2 slots)
+
+    # the same grid with packing off: the same science, trial by trial
+    unpacked = create(store, {**GRID, "execution": {"packing": "off"}}, name="unpacked")
+    assert run_to_end(unpacked, env_vars, tmp / "driver-off.log") == 0
+    alone = trials(store, unpacked)
+    for row in rows:
+        other = alone[row.key]
+        assert other.status == row.status
+        if row.final_objective is not None:
+            assert other.final_objective == pytest.approx(row.final_objective, rel=1e-4)
 
 
 def test_study_through_the_jobs_api_shows_in_the_dashboard(env, ray_head):
@@ -134,9 +145,13 @@ def test_study_through_the_jobs_api_shows_in_the_dashboard(env, ray_head):
     )
 
 
-def test_killed_driver_resumes_without_rerunning_finished_trials(env):
+@pytest.mark.parametrize("packing", ["off", "auto"])
+def test_killed_driver_resumes_without_rerunning_finished_trials(env, packing):
+    """Unpacked, trials finish one by one; packed, the members that diverge at once finish
+    first (η = 1e4) and the rest of their packs is re-packed on resume."""
     store, env_vars, tmp = env
-    study_id = create(store, SLOW)
+    grid = {**SLOW["grid"], "eta": [0.1, 1e4] if packing == "auto" else [0.1, 1.0]}
+    study_id = create(store, {**SLOW, "grid": grid, "execution": {"packing": packing}})
     process = start_driver(study_id, env_vars, tmp / "driver1.log")
     try:
         assert wait_until(lambda: progress(store, study_id).done >= 3, timeout=180)
@@ -173,11 +188,14 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def test_killed_trial_worker_is_retried_and_the_study_completes(env, ray_head):
+@pytest.mark.parametrize("packing", ["off", "auto"])
+def test_killed_trial_worker_is_retried_and_the_study_completes(env, ray_head, packing):
     store, env_vars, tmp = env
     study_id = create(
-        store, {**SLOW, "grid": {**SLOW["grid"], "seed": [0]}, "budget": {"steps": 150}}
-    )
+        store,
+        {**SLOW, "grid": {**SLOW["grid"], "seed": [0]}, "budget": {"steps": 150},
+         "execution": {"packing": packing}},
+    )  # fmt: skip
     process = start_driver(study_id, env_vars, tmp / "driver.log")
     try:
         assert wait_until(lambda: progress(store, study_id).running >= 1, timeout=120)
@@ -199,7 +217,7 @@ def test_killed_trial_worker_is_retried_and_the_study_completes(env, ray_head):
 
 def test_cancel_mid_study_ends_within_seconds_and_keeps_results(env):
     store, env_vars, tmp = env
-    study_id = create(store, SLOW)
+    study_id = create(store, {**SLOW, "execution": {"packing": "off"}})
     process = start_driver(study_id, env_vars, tmp / "driver.log")
     try:
         assert wait_until(lambda: progress(store, study_id).done >= 2, timeout=180)

@@ -2,20 +2,30 @@
 
 The files go through the real torchvision readers (no mocks): CIFAR as pickled dicts of a
 ``uint8 [N, 3072]`` array (R plane, G plane, B plane, each row-major 32×32) and labels, SVHN as
-MATLAB files with ``X`` of shape ``(32, 32, 3, N)`` and ``y`` of shape ``(N, 1)`` in 1..10.
+MATLAB files with ``X`` of shape ``(32, 32, 3, N)`` and ``y`` of shape ``(N, 1)`` in 1..10. They
+lie in the task's folder of a test data-set directory, and torchvision's md5 checks are on: the
+tests that read them make torchvision expect the fixtures' md5s (``trust_fixture``).
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import nn
-from torchvision.datasets import CIFAR10, SVHN
 
 from studies.catalog.tasks import DigitsOptions, ImageClassificationOptions
-from tests.workers.fake_datasets import WRITERS, random_images, write_cifar10
+from tests.workers.fake_datasets import (
+    random_images,
+    trust_fixture,
+    use_datasets_dir,
+    write_cifar10,
+    write_dataset,
+)
+from workers.exceptions import TaskConfigError, TaskDataError
 from workers.tasks.image_classification import (
     IMAGE_CLASSIFICATION_TASKS,
     Cifar10Task,
@@ -26,27 +36,33 @@ from workers.tasks.image_classification import (
 )
 
 CPU = torch.device("cpu")
-
-
-def make_task(
-    name: str, root: Path, n_train: int = 50, n_test: int = 20, **options: object
-) -> ImageClassificationTask:
-    classes = IMAGE_CLASSIFICATION_TASKS[name].num_classes
-    train, test = random_images(n_train, 1), random_images(n_test, 2)
-    WRITERS[name](
-        root,
-        train,
-        [i % classes for i in range(n_train)],
-        test,
-        [(3 * i) % classes for i in range(n_test)],
-    )
-    opts = ImageClassificationOptions(data_root=str(root), **options)
-    return IMAGE_CLASSIFICATION_TASKS[name](opts, seed=0, device=CPU)
+MakeTask = Callable[..., ImageClassificationTask]
 
 
 @pytest.fixture
-def cifar10(tmp_path: Path) -> ImageClassificationTask:
-    return make_task("cifar10", tmp_path)
+def datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The data-set directory of the test (downloads off)."""
+    return use_datasets_dir(monkeypatch, tmp_path / "datasets")
+
+
+@pytest.fixture
+def make_task(datasets: Path, monkeypatch: pytest.MonkeyPatch) -> MakeTask:
+    """``make_task(name, n_train=50, n_test=20, trusted=True, **options)``: a fixture of
+    ``name`` in the data-set directory and the task reading it."""
+
+    def make(
+        name: str, n_train: int = 50, n_test: int = 20, trusted: bool = True, **options: object
+    ) -> ImageClassificationTask:
+        write_dataset(monkeypatch, datasets, name, n_train, n_test, trusted=trusted)
+        opts = ImageClassificationOptions(**options)
+        return IMAGE_CLASSIFICATION_TASKS[name](opts, seed=0, device=CPU)
+
+    return make
+
+
+@pytest.fixture
+def cifar10(make_task: MakeTask) -> ImageClassificationTask:
+    return make_task("cifar10")
 
 
 def test_registry_names() -> None:
@@ -60,8 +76,9 @@ def test_registry_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn"])
-def test_loads_through_torchvision(tmp_path: Path, name: str) -> None:
-    task = make_task(name, tmp_path, augment=False)
+def test_loads_through_torchvision(make_task: MakeTask, name: str) -> None:
+    task = make_task(name, augment=False)
+    assert task.root == task.root.parent / name  # the task's folder of the directory
     assert task.n_train == 50
     train, test = task.split(train=True), task.split(train=False)
     assert train.images.shape == (50, 3, 32, 32) and train.images.dtype == torch.uint8
@@ -73,50 +90,67 @@ def test_loads_through_torchvision(tmp_path: Path, name: str) -> None:
     assert train.labels.dtype == torch.int64
 
 
-def test_svhn_label_ten_is_digit_zero(tmp_path: Path) -> None:
-    task = make_task("svhn", tmp_path)
+def test_svhn_label_ten_is_digit_zero(make_task: MakeTask) -> None:
+    task = make_task("svhn")
     labels = task.split(train=True).labels
     assert labels.min().item() == 0 and labels.max().item() == 9
     assert labels[0].item() == 0  # written as 10 in the .mat file
 
 
-def test_md5_skipped_only_without_download(
-    cifar10: ImageClassificationTask, tmp_path: Path
-) -> None:
-    # torchvision's own class rejects the fixtures (their md5 differs from the real files') ...
-    with pytest.raises(RuntimeError, match="not found or corrupted"):
-        CIFAR10(root=tmp_path, train=True)
-    # ... the task reads them with download=False, and keeps torchvision's checked class for
-    # download=True
-    assert cifar10.n_train == 50
-    assert isinstance(cifar10, Cifar10Task)
-    assert cifar10.dataset_class(download=True) is CIFAR10
-    assert cifar10.dataset_class(download=False) is not CIFAR10
-    assert issubclass(cifar10.dataset_class(download=False), CIFAR10)
-    svhn = SvhnTask(ImageClassificationOptions(data_root=str(tmp_path)), seed=0, device=CPU)
-    assert svhn.dataset_class(download=True) is SVHN
+@pytest.mark.parametrize(
+    ("name", "what", "first"),
+    [
+        ("cifar10", "CIFAR-10", "cifar10/cifar-10-batches-py/data_batch_1"),
+        ("cifar100", "CIFAR-100", "cifar100/cifar-100-python/train"),
+        ("svhn", "SVHN", "svhn/train_32x32.mat"),
+    ],
+)
+def test_md5_checks_are_on(make_task: MakeTask, name: str, what: str, first: str) -> None:
+    """Files that are not the official ones (the fixtures, untrusted) are refused by name."""
+    task = make_task(name, trusted=False)
+    with pytest.raises(TaskDataError, match="md5") as error:
+        _ = task.n_train
+    message = str(error.value)
+    assert what in message and first in message
+    assert str(task.root.parent) not in message  # only paths relative to the directory
 
 
 @pytest.mark.parametrize(
-    ("name", "what"),
-    [("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100"), ("svhn", "SVHN")],
-)
-def test_missing_files_clear_error(tmp_path: Path, name: str, what: str) -> None:
-    root = tmp_path / "nothing-here"
-    task = IMAGE_CLASSIFICATION_TASKS[name](
-        ImageClassificationOptions(data_root=str(root)), seed=0, device=CPU
-    )
-    with pytest.raises(FileNotFoundError) as error:
+    ("name", "what", "folder"),
+    [("cifar10", "CIFAR-10", "cifar10/"), ("cifar100", "CIFAR-100", "cifar100/"),
+     ("svhn", "SVHN", "svhn/")],
+)  # fmt: skip
+def test_missing_files_clear_error(datasets: Path, name: str, what: str, folder: str) -> None:
+    task = IMAGE_CLASSIFICATION_TASKS[name](ImageClassificationOptions(), seed=0, device=CPU)
+    with pytest.raises(TaskDataError) as error:
         _ = task.n_train
     message = str(error.value)
-    assert what in message and str(root) in message and "download=true" in message
+    assert what in message and folder in message and "download=true" in message
+    assert str(datasets) not in message
 
 
-def test_one_missing_batch_named(tmp_path: Path) -> None:
-    task = make_task("cifar10", tmp_path)
-    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
-    with pytest.raises(FileNotFoundError, match="data_batch_3"):
+def test_one_missing_batch_named(make_task: MakeTask, datasets: Path) -> None:
+    task = make_task("cifar10")
+    (datasets / "cifar10" / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(TaskDataError, match=r"missing cifar10/cifar-10-batches-py/data_batch_3\. "):
         _ = task.n_train
+
+
+def test_data_root_is_refused_with_a_hint() -> None:
+    with pytest.raises(ValidationError, match=r"data_root\n.*removed.*data-set directory"):
+        ImageClassificationOptions(data_root="/tmp")
+    assert "data_root" not in ImageClassificationOptions().model_dump()
+    assert "data_root" not in ImageClassificationOptions.model_json_schema()["properties"]
+
+
+def test_download_needs_the_operators_permission(
+    make_task: MakeTask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(TaskConfigError, match="download: downloads are disabled"):
+        Cifar10Task(ImageClassificationOptions(download=True), seed=0, device=CPU)
+    # allowed: torchvision's download() finds the (trusted) files in place and fetches nothing
+    monkeypatch.setenv("SENSITIVITY_ALLOW_DOWNLOADS", "true")
+    assert make_task("cifar10", download=True).n_train == 50
 
 
 def test_wrong_options_type() -> None:
@@ -124,17 +158,17 @@ def test_wrong_options_type() -> None:
         Cifar10Task(DigitsOptions(), seed=0, device=CPU)
 
 
-def test_subsets_take_the_first_images(tmp_path: Path) -> None:
-    task = make_task("cifar100", tmp_path, train_subset=7, val_subset=3)
+def test_subsets_take_the_first_images(make_task: MakeTask) -> None:
+    task = make_task("cifar100", train_subset=7, val_subset=3)
     assert task.n_train == 7
     assert torch.equal(task.split(train=True).images, torch.from_numpy(random_images(50, 1)[:7]))
     assert len(task.split(train=False)) == 3
-    assert make_task("cifar10", tmp_path / "big", train_subset=500).n_train == 50
+    assert make_task("cifar10", train_subset=500).n_train == 50
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn"])
-def test_normalisation_of_a_known_pixel(tmp_path: Path, name: str) -> None:
-    task = make_task(name, tmp_path, augment=False)
+def test_normalisation_of_a_known_pixel(make_task: MakeTask, name: str) -> None:
+    task = make_task(name, augment=False)
     images = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
     images[0, 0, 5, 7], images[0, 1, 5, 7], images[0, 2, 5, 7] = 255, 100, 0
     out = task.normalise(images)
@@ -161,8 +195,8 @@ def test_epoch_covers_training_set_once(cifar10: ImageClassificationTask) -> Non
         assert torch.equal(batch.targets, labels[batch.indices])
 
 
-def test_without_augmentation_inputs_are_the_normalised_images(tmp_path: Path) -> None:
-    task = make_task("cifar10", tmp_path, augment=False)
+def test_without_augmentation_inputs_are_the_normalised_images(make_task: MakeTask) -> None:
+    task = make_task("cifar10", augment=False)
     images = task.split(train=True).images
     for batch in task.train_batches(32, torch.Generator().manual_seed(3)):
         assert torch.equal(batch.inputs, task.normalise(images[batch.indices]))
@@ -202,8 +236,8 @@ def test_random_crop_flip_is_a_padded_crop(flip: bool) -> None:
     assert any(flipped) == flip
 
 
-def test_per_sample_loss_and_hinge_option(tmp_path: Path) -> None:
-    task = make_task("cifar10", tmp_path, loss="hinge", augment=False)
+def test_per_sample_loss_and_hinge_option(make_task: MakeTask) -> None:
+    task = make_task("cifar10", loss="hinge", augment=False)
     torch.manual_seed(0)
     model = task.build_model()
     batch = next(task.train_batches(8, torch.Generator().manual_seed(0)))
@@ -229,8 +263,8 @@ class _Recorder(nn.Module):
 
 
 @pytest.mark.parametrize("loss", ["ce", "hinge"])
-def test_evaluate_on_the_test_split(tmp_path: Path, loss: str) -> None:
-    task = make_task("cifar10", tmp_path, loss=loss, val_subset=15)
+def test_evaluate_on_the_test_split(make_task: MakeTask, loss: str) -> None:
+    task = make_task("cifar10", loss=loss, val_subset=15)
     torch.manual_seed(0)
     model = _Recorder()
     metrics = task.evaluate(model, batch_size=4)
@@ -260,15 +294,17 @@ def test_evaluate_on_the_test_split(tmp_path: Path, loss: str) -> None:
     ("name", "model", "classes"),
     [("cifar100", "resnet8", 100), ("svhn", "wrn-16-4", 10)],
 )
-def test_build_model_uses_options(tmp_path: Path, name: str, model: str, classes: int) -> None:
-    task = make_task(name, tmp_path, model=model, dropout=0.3)
+def test_build_model_uses_options(make_task: MakeTask, name: str, model: str, classes: int) -> None:
+    task = make_task(name, model=model, dropout=0.3)
     net = task.build_model()
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, classes)
     dropouts = [m.p for m in net.modules() if isinstance(m, nn.Dropout)]
     assert dropouts and set(dropouts) == {0.3}
 
 
-def test_resnet8_learns_a_learnable_labelling(tmp_path: Path) -> None:
+def test_resnet8_learns_a_learnable_labelling(
+    datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """64 noisy images whose class is the quadrant holding a bright square: SGD fits it."""
     rng = np.random.default_rng(0)
     n = 64
@@ -277,8 +313,9 @@ def test_resnet8_learns_a_learnable_labelling(tmp_path: Path) -> None:
     for i, quadrant in enumerate(labels):
         top, left = 16 * (quadrant // 2), 16 * (quadrant % 2)
         images[i, :, top + 4 : top + 12, left + 4 : left + 12] = 255
-    write_cifar10(tmp_path, images, labels, images[:16], labels[:16])
-    options = ImageClassificationOptions(data_root=str(tmp_path), augment=False)
+    write_cifar10(datasets / "cifar10", images, labels, images[:16], labels[:16])
+    trust_fixture(monkeypatch, "cifar10", datasets / "cifar10")
+    options = ImageClassificationOptions(augment=False)
     task = Cifar10Task(options, seed=0, device=CPU)
     torch.manual_seed(0)
     model = task.build_model()

@@ -3,7 +3,7 @@
 import pytest
 
 from studies.settings import Settings
-from workers.launcher import LocalRayHead, driver_environment, submission_id
+from workers.launcher import LocalRayHead, RayJobLauncher, driver_environment, submission_id
 from workers.ray_env import ray_environment
 
 
@@ -16,12 +16,26 @@ def test_submission_ids_name_the_study_and_count_resumes():
 
 def test_driver_environment_points_at_the_store_and_storage(tmp_path):
     settings = Settings(data_dir=tmp_path, ray_auth_token="secret")
-    env = driver_environment(settings)
+    env = driver_environment(settings, attempt=2)
     assert env["SENSITIVITY_DATABASE_URL"] == f"sqlite:///{(tmp_path / 'studies.sqlite').resolve()}"
     assert env["SENSITIVITY_STORAGE_PATH"] == str((tmp_path / "ray_results").resolve())
-    assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"] == "secret"
-    assert env["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert env["RAY_AUTH_MODE"] == "token" and "RAY_AUTH_TOKEN" not in env  # a secret
+    assert env["RAY_USAGE_STATS_ENABLED"] == "0" and env["SENSITIVITY_LAUNCH_ATTEMPT"] == "2"
     assert ray_environment(Settings())["RAY_AUTH_MODE"] == "disabled"
+    assert ray_environment(settings)["RAY_AUTH_TOKEN"] == "secret"  # for the process itself
+
+
+def test_an_unreachable_jobs_api_is_a_cluster_error_never_an_answer(tmp_path):
+    from studies.exceptions import ClusterUnavailable
+    from tests.postgres import free_port
+
+    settings = Settings(data_dir=tmp_path, ray_timeout_seconds=0.5)
+    launcher = RayJobLauncher(f"http://127.0.0.1:{free_port()}", settings)
+    for call in (lambda: launcher.status("job"), lambda: launcher.submit("id", "name"),
+                 lambda: launcher.stop("job"), lambda: launcher.logs("job")):  # fmt: skip
+        with pytest.raises(ClusterUnavailable, match="is unreachable"):
+            call()
+    assert launcher.node_capacity() is None  # unknown: a submit is accepted
 
 
 @pytest.mark.slow

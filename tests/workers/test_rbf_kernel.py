@@ -58,10 +58,10 @@ def test_the_default_synthetic_bandwidth_is_gamma_one_over_d():
     assert task.bandwidth == pytest.approx(2.0) and task.gamma == pytest.approx(1 / 8)
 
 
-def test_the_split_is_unshuffled_by_default_as_train_test_split(tmp_path):
-    path = tmp_path / "toy.svm"
-    x, y = write_libsvm(path, 53)  # 0.2 × 53 = 10.6: scikit-learn rounds the test set up
-    task = RbfClassification(RbfClassificationOptions(path=str(path)), seed=0, device=CPU)
+def test_the_split_is_unshuffled_by_default_as_train_test_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_DATASETS_DIR", str(tmp_path))
+    x, y = write_libsvm(tmp_path / "toy.svm", 53)  # 0.2 × 53 = 10.6: the test set is rounded up
+    task = RbfClassification(RbfClassificationOptions(dataset="toy.svm"), seed=0, device=CPU)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, shuffle=False)
     assert task.n_train == 42 == len(x_train)
     np.testing.assert_array_equal(task.inputs_train.numpy(), x_train)
@@ -69,7 +69,7 @@ def test_the_split_is_unshuffled_by_default_as_train_test_split(tmp_path):
     np.testing.assert_array_equal(task.y_train.numpy(), y_train.astype(np.float32))
     np.testing.assert_array_equal(task.y_val.numpy(), y_test.astype(np.float32))
     shuffled = RbfClassification(
-        RbfClassificationOptions(path=str(path), shuffle_split=True), seed=0, device=CPU
+        RbfClassificationOptions(dataset="toy.svm", shuffle_split=True), seed=0, device=CPU
     )
     assert shuffled.n_train == 42
     assert not torch.equal(shuffled.inputs_train, task.inputs_train)
@@ -99,21 +99,21 @@ def test_the_centres_option_builds_what_the_task_built_before():
     ("name", "bandwidth"),
     [("mushrooms", 0.5), ("ijcnn1", 0.05), ("ijcnn1.tr", 0.05), ("w8a", 20.0), ("toy.svm", None)],
 )
-def test_named_libsvm_files_get_the_benchmark_bandwidth(tmp_path, name, bandwidth):
-    path = tmp_path / name
-    write_libsvm(path, 20, d=4)
-    task = RbfClassification(RbfClassificationOptions(path=str(path)), seed=0, device=CPU)
+def test_named_libsvm_files_get_the_benchmark_bandwidth(tmp_path, monkeypatch, name, bandwidth):
+    monkeypatch.setenv("SENSITIVITY_DATASETS_DIR", str(tmp_path))
+    write_libsvm(tmp_path / name, 20, d=4)
+    task = RbfClassification(RbfClassificationOptions(dataset=name), seed=0, device=CPU)
     assert task.bandwidth == pytest.approx(bandwidth or math.sqrt(4 / 2))
     given = RbfClassification(
-        RbfClassificationOptions(path=str(path), bandwidth=3.0), seed=0, device=CPU
+        RbfClassificationOptions(dataset=name, bandwidth=3.0), seed=0, device=CPU
     )
     assert given.bandwidth == 3.0  # an explicit σ wins over the table
 
 
-def test_mushrooms_kernel_uses_sigma_one_half(tmp_path):
-    path = tmp_path / "mushrooms"
-    write_libsvm(path, 25)
-    task = RbfClassification(RbfClassificationOptions(path=str(path)), seed=0, device=CPU)
+def test_mushrooms_kernel_uses_sigma_one_half(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_DATASETS_DIR", str(tmp_path))
+    write_libsvm(tmp_path / "mushrooms", 25)
+    task = RbfClassification(RbfClassificationOptions(dataset="mushrooms"), seed=0, device=CPU)
     train = task.inputs_train.double().numpy()
     np.testing.assert_allclose(
         task.x_train.numpy(), sklearn_rbf_kernel(train, train, gamma=2.0), rtol=1e-6

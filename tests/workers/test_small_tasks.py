@@ -123,31 +123,30 @@ def test_rbf_synthetic_features_and_training():
     assert result.metrics["val_accuracy"] > 0.9
 
 
-def test_rbf_reads_a_libsvm_file_and_maps_labels(tmp_path):
+def test_rbf_reads_a_libsvm_file_and_maps_labels(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_DATASETS_DIR", str(tmp_path))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 4))
     y = np.where(x[:, 0] > 0, 2, 1)  # labels {1, 2} as in some LIBSVM files
-    path = tmp_path / "toy.svm"
-    dump_svmlight_file(x, y, str(path))
+    dump_svmlight_file(x, y, str(tmp_path / "toy.svm"))
     task = RbfClassification(
-        RbfClassificationOptions(path=str(path), val_fraction=0.25), seed=0, device=CPU
+        RbfClassificationOptions(dataset="toy.svm", val_fraction=0.25), seed=0, device=CPU
     )
     assert task.n_train == 45 and task.inputs_train.shape[1] == 4
     assert set(task.y_train.tolist()) == {-1.0, 1.0}
     assert task.gamma == pytest.approx(0.25)
 
 
-def test_rbf_bad_files_name_the_path_option(tmp_path):
-    with pytest.raises(TaskDataError, match="path: no LIBSVM file"):
-        RbfClassification(RbfClassificationOptions(path=str(tmp_path / "nope")), seed=0, device=CPU)
-    bad = tmp_path / "bad.svm"
-    bad.write_text("this is not svmlight\n")
-    with pytest.raises(TaskDataError, match=r"path: .* is not a LIBSVM"):
-        RbfClassification(RbfClassificationOptions(path=str(bad)), seed=0, device=CPU)
-    three = tmp_path / "three.svm"
-    dump_svmlight_file(np.eye(3), np.array([0, 1, 2]), str(three))
+def test_rbf_bad_files_name_the_dataset_option(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_DATASETS_DIR", str(tmp_path))
+    with pytest.raises(TaskDataError, match="dataset: no data set named 'nope'"):
+        RbfClassification(RbfClassificationOptions(dataset="nope"), seed=0, device=CPU)
+    (tmp_path / "bad.svm").write_text("this is not svmlight\n")
+    with pytest.raises(TaskDataError, match=r"^dataset: 'bad.svm' is not a LIBSVM/svmlight file$"):
+        RbfClassification(RbfClassificationOptions(dataset="bad.svm"), seed=0, device=CPU)
+    dump_svmlight_file(np.eye(3), np.array([0, 1, 2]), str(tmp_path / "three.svm"))
     with pytest.raises(TaskDataError, match="2 label values"):
-        RbfClassification(RbfClassificationOptions(path=str(three)), seed=0, device=CPU)
+        RbfClassification(RbfClassificationOptions(dataset="three.svm"), seed=0, device=CPU)
 
 
 def test_registry_covers_the_catalog_and_rejects_bad_options():

@@ -47,11 +47,35 @@ class Batch:
         return int(self.targets.shape[0])
 
 
+def stack_batches(batches: list[Batch]) -> Batch:
+    """Batches of several data streams stacked along a new first dimension (one per stream);
+    they must have the same shapes (:meth:`Task.stack_batches` may pad them first)."""
+
+    def stack(values: list[Any]) -> Any:
+        first = values[0]
+        if isinstance(first, torch.Tensor):
+            return torch.stack(values)
+        if isinstance(first, tuple | list):
+            return type(first)(stack(list(group)) for group in zip(*values, strict=True))
+        return first
+
+    first = batches[0]
+    return Batch(
+        stack([b.inputs for b in batches]),
+        stack([b.targets for b in batches]),
+        None if first.indices is None else torch.stack([b.indices for b in batches]),
+        {key: stack([b.extras[key] for b in batches]) for key in first.extras},
+    )
+
+
 class Task(ABC):
     """A registered workload. Subclasses set ``name`` (a key of ``studies.catalog.tasks.TASKS``)."""
 
     name: ClassVar[str]
     loss_lower_bound: ClassVar[float] = 0.0  # B for AALIG's AOVs: 0 for CE, hinge, squared loss
+    # whether many trials of this task can train as one vectorised model (workers.packed_trainer):
+    # the model's forward runs under torch.func.vmap and changes no buffer in place
+    packable: ClassVar[bool] = True
 
     def __init__(self, options: TaskOptions, *, seed: int, device: torch.device) -> None:
         self.options = options
@@ -83,6 +107,10 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
         """Validation metrics (``val_loss``, ``val_accuracy``, …); none by default."""
         return {}
+
+    def stack_batches(self, batches: list[Batch]) -> Batch:
+        """One batch per data stream of a pack, stacked along a new first dimension."""
+        return stack_batches(batches)
 
     def grad_clip_norm(self, optimizer: str) -> float | None:
         """Global-norm gradient clipping for ``optimizer`` on this task (``None`` = none)."""

@@ -174,6 +174,24 @@ class DncCopyTask(Task):
             obs, target, mask = repeat_copy_batch(self.opts, batch_size, generator)
             yield Batch(inputs=obs, targets=target, indices=None, extras={"mask": mask})
 
+    def stack_batches(self, batches: list[Batch]) -> Batch:
+        """Streams' batches padded with masked-out zero steps to the longest, then stacked.
+
+        The DNC is causal and the loss counts masked steps only, so trailing padding changes
+        neither a sample's loss nor its gradient (only the order of additions of zeros)."""
+        steps = max(b.inputs.shape[1] for b in batches)
+
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            extra = steps - t.shape[1]
+            return F.pad(t, (0, 0) * (t.dim() - 2) + (0, extra)) if extra else t
+
+        return super().stack_batches(
+            [
+                Batch(pad(b.inputs), pad(b.targets), None, {"mask": pad(b.extras["mask"])})
+                for b in batches
+            ]
+        )
+
     def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         logits = model(batch.inputs)
         return masked_sigmoid_cross_entropy(logits, batch.targets, batch.extras["mask"])

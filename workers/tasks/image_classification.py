@@ -1,11 +1,15 @@
 """CIFAR-10, CIFAR-100 and SVHN classification tasks (docs/algorithms.md, "cifar10, …").
 
-Data: torchvision's ``CIFAR10`` / ``CIFAR100`` / ``SVHN`` classes read ``options.data_root`` in
-torchvision's on-disk layout (``cifar-10-batches-py/``, ``cifar-100-python/``,
-``train_32x32.mat`` + ``test_32x32.mat``). Training uses the whole train split (SVHN: without
-"extra"), evaluation the test split; ``train_subset`` / ``val_subset`` keep the first N images
-(all of them when N exceeds the split). Each split is read once, on first use, into a uint8 tensor
-``[N, 3, 32, 32]`` plus int64 labels on the task's device (50k CIFAR images are 150 MB), and
+Data: torchvision's own ``CIFAR10`` / ``CIFAR100`` / ``SVHN`` classes, md5 checks included, read
+a fixed folder of the operator's data-set directory (:func:`workers.datasets.image_root`,
+docs/datasets.md) in torchvision's on-disk layout: ``<datasets_dir>/cifar10/cifar-10-batches-py/``,
+``<datasets_dir>/cifar100/cifar-100-python/``, ``<datasets_dir>/svhn/{train,test}_32x32.mat``.
+No spec chooses a directory, and torchvision checks every file's md5 before it unpickles any, so
+only the official files under the operator's directory ever reach ``pickle``. ``download: true``
+is refused unless the operator allows downloads. Training uses the whole train split (SVHN:
+without "extra"), evaluation the test split; ``train_subset`` / ``val_subset`` keep the first N
+images (all of them when N exceeds the split). Each split is read once, on first use, into a uint8
+tensor ``[N, 3, 32, 32]`` plus int64 labels on the task's device (50k CIFAR images are 150 MB), and
 every batch is augmented and normalised on the fly with tensor ops, so no per-image PIL work and
 no DataLoader workers are needed.
 
@@ -35,46 +39,16 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision.datasets import CIFAR10, CIFAR100, SVHN
+from torchvision.datasets.utils import check_integrity
 
 from studies.catalog.tasks import ImageClassificationOptions, TaskOptions
+from workers.datasets import DIRECTORY, image_root, require_downloads_allowed
+from workers.exceptions import TaskDataError
 from workers.tasks.base import Batch, Task
 from workers.tasks.image_models import build_image_model
 from workers.tasks.losses import PER_SAMPLE_LOSSES
 
 PADDING = 4  # random-crop padding in pixels (on each side)
-
-
-def _without_md5(files: list[list[str]]) -> list[list[str | None]]:
-    return [[name, None] for name, _md5 in files]
-
-
-# torchvision checks every file with ``check_integrity(path, md5)``, which is "the file exists"
-# when md5 is None. With download=False we read files that are already in place (they were
-# verified when downloaded, may be re-packed copies, or tiny test fixtures) and hashing 170 MB at
-# every trial start buys nothing; the classes below differ from torchvision's only in carrying no
-# checksums. With download=True the unmodified torchvision classes run, md5 checks included.
-class _PresentCIFAR10(CIFAR10):
-    """torchvision's CIFAR10 with the md5 integrity check reduced to an existence check."""
-
-    train_list: ClassVar[list[list[str | None]]] = _without_md5(CIFAR10.train_list)
-    test_list: ClassVar[list[list[str | None]]] = _without_md5(CIFAR10.test_list)
-    meta: ClassVar[dict[str, str | None]] = {**CIFAR10.meta, "md5": None}
-
-
-class _PresentCIFAR100(CIFAR100):
-    """torchvision's CIFAR100 with the md5 integrity check reduced to an existence check."""
-
-    train_list: ClassVar[list[list[str | None]]] = _without_md5(CIFAR100.train_list)
-    test_list: ClassVar[list[list[str | None]]] = _without_md5(CIFAR100.test_list)
-    meta: ClassVar[dict[str, str | None]] = {**CIFAR100.meta, "md5": None}
-
-
-class _PresentSVHN(SVHN):
-    """torchvision's SVHN with the md5 integrity check reduced to an existence check."""
-
-    split_list: ClassVar[dict[str, list[str | None]]] = {
-        split: [url, name, None] for split, (url, name, _md5) in SVHN.split_list.items()
-    }
 
 
 @dataclass(frozen=True)
@@ -115,7 +89,19 @@ def random_crop_flip(
 
 
 class ImageClassificationTask(Task):
-    """Shared data handling; subclasses name the data set and how torchvision reads it."""
+    """Shared data handling; subclasses name the data set and how torchvision reads it.
+
+    Not packable: the networks' batch norms update running statistics in place, which a
+    vectorised pack (``torch.func.vmap``) cannot do per member.
+
+    The data folder is fixed at construction (``image_root(name)``), and a ``download: true``
+    the operator does not allow is a :class:`~workers.exceptions.TaskConfigError` there, before
+    anything is read. Missing files, files failing torchvision's md5 check and failed downloads
+    are :class:`~workers.exceptions.TaskDataError` on first use of the data; their messages name
+    files relative to the data-set directory only.
+    """
+
+    packable = False
 
     label: ClassVar[str]  # the data set's name in messages
     num_classes: ClassVar[int]
@@ -131,6 +117,9 @@ class ImageClassificationTask(Task):
             )
         super().__init__(options, seed=seed, device=torch.device(device))
         self.options: ImageClassificationOptions = options
+        if options.download:
+            require_downloads_allowed()
+        self.root = image_root(self.name)  # the task's folder of the operator's directory
         # (x / 255 − mean) / std  ==  x · scale − shift, per channel
         std = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
         mean = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)
@@ -142,8 +131,12 @@ class ImageClassificationTask(Task):
     # ------------------------------------------------------------------ data set specifics
 
     @abstractmethod
+    def checked_files(self, root: Path) -> list[tuple[Path, str]]:
+        """Every file torchvision reads for this data set under ``root``, with its md5."""
+
     def required_files(self, root: Path) -> list[Path]:
         """Every file torchvision reads for this data set under ``root``."""
+        return [path for path, _md5 in self.checked_files(root)]
 
     @abstractmethod
     def _read(self, root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -157,18 +150,55 @@ class ImageClassificationTask(Task):
             self._splits[train] = self._load(train)
         return self._splits[train]
 
+    def _shown(self, path: Path) -> str:
+        """``path`` relative to the data-set directory: messages show no other location."""
+        return path.relative_to(self.root.parent).as_posix()
+
     def _load(self, train: bool) -> ImageSplit:
-        root = Path(self.options.data_root).expanduser()
-        if not self.options.download:
-            missing = [path for path in self.required_files(root) if not path.is_file()]
+        root, download = self.root, self.options.download
+        if not download:
+            missing = [
+                self._shown(path) for path in self.required_files(root) if not path.is_file()
+            ]
             if missing:
-                raise FileNotFoundError(
-                    f"{self.label} data set not found under data_root={str(root)!r}: missing "
-                    f"{', '.join(str(path) for path in missing)}. Set download=true in the task "
-                    f"options to let torchvision fetch it, or put torchvision's files there "
-                    f"({self.layout})."
+                raise TaskDataError(
+                    f"{self.label} data set not found in {DIRECTORY}: missing "
+                    f"{', '.join(missing)}. The operator puts torchvision's files there "
+                    f"({self.layout}), or allows downloads (SENSITIVITY_ALLOW_DOWNLOADS) so that "
+                    "download=true fetches them."
                 )
-        images, labels = self._read(root, train, self.options.download)
+        try:
+            images, labels = self._read(root, train, download)
+        except RuntimeError:
+            # torchvision's "not found or corrupted": a file failed its md5 check, so nothing
+            # was unpickled. Name the files (hashing again only on this error path).
+            corrupted = [
+                self._shown(path)
+                for path, md5 in self.checked_files(root)
+                if path.is_file() and not check_integrity(str(path), md5)
+            ]
+            if not corrupted:
+                if not download:
+                    raise
+                # the downloaded archive itself failed its md5 check
+                raise TaskDataError(
+                    f"download: torchvision could not fetch a verified copy of {self.label} "
+                    f"into {DIRECTORY}"
+                ) from None
+            raise TaskDataError(
+                f"{self.label} data set refused: {', '.join(corrupted)} failed torchvision's md5 "
+                "check (not the official files), so nothing was read; the operator must put the "
+                "official files there"
+            ) from None
+        except OSError as error:  # the network or a read-only directory; an unreadable file
+            if download:
+                raise TaskDataError(
+                    f"download: torchvision could not fetch {self.label} into {DIRECTORY} "
+                    f"({type(error).__name__})"
+                ) from None
+            raise TaskDataError(
+                f"{self.label} data set in {DIRECTORY} could not be read ({type(error).__name__})"
+            ) from None
         limit = self.options.train_subset if train else self.options.val_subset
         # copy only the kept rows, then ship them once to the device
         images_t = torch.from_numpy(np.ascontiguousarray(images[:limit], dtype=np.uint8))
@@ -235,21 +265,17 @@ class ImageClassificationTask(Task):
 class _CifarTask(ImageClassificationTask):
     """CIFAR-10/100: pickled batches under ``root / base_folder``."""
 
-    checked_class: ClassVar[type[CIFAR10]]  # torchvision's class (md5 checks, can download)
-    present_class: ClassVar[type[CIFAR10]]  # the same reader, existence check only
+    # torchvision's class, unmodified: its md5 checks run before any batch is unpickled
+    dataset_class: ClassVar[type[CIFAR10]]
 
-    def dataset_class(self, download: bool) -> type[CIFAR10]:
-        """The reader used: torchvision's own when downloading, else the md5-free subclass."""
-        return self.checked_class if download else self.present_class
-
-    def required_files(self, root: Path) -> list[Path]:
-        dataset = self.checked_class
-        names = [name for name, _md5 in dataset.train_list + dataset.test_list]
-        names.append(dataset.meta["filename"])
-        return [root / dataset.base_folder / name for name in names]
+    def checked_files(self, root: Path) -> list[tuple[Path, str]]:
+        dataset = self.dataset_class
+        files = [(name, md5) for name, md5 in dataset.train_list + dataset.test_list]
+        files.append((dataset.meta["filename"], dataset.meta["md5"]))
+        return [(root / dataset.base_folder / name, md5) for name, md5 in files]
 
     def _read(self, root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-        dataset: Any = self.dataset_class(download)(root=root, train=train, download=download)
+        dataset: Any = self.dataset_class(root=root, train=train, download=download)
         # torchvision keeps CIFAR as HWC for PIL; back to CHW
         return dataset.data.transpose(0, 3, 1, 2), np.asarray(dataset.targets)
 
@@ -263,9 +289,8 @@ class Cifar10Task(_CifarTask):
     # the statistics of the WRN and DFW/ALI-G reference code
     mean = (125.3 / 255, 123.0 / 255, 113.9 / 255)
     std = (63.0 / 255, 62.1 / 255, 66.7 / 255)
-    checked_class = CIFAR10
-    present_class = _PresentCIFAR10
-    layout = "cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta"
+    dataset_class = CIFAR10
+    layout = "cifar10/cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta"
 
 
 class Cifar100Task(_CifarTask):
@@ -276,9 +301,8 @@ class Cifar100Task(_CifarTask):
     num_classes = 100
     mean = (129.3 / 255, 124.1 / 255, 112.4 / 255)
     std = (68.2 / 255, 65.4 / 255, 70.4 / 255)
-    checked_class = CIFAR100
-    present_class = _PresentCIFAR100
-    layout = "cifar-100-python/ with train, test and meta"
+    dataset_class = CIFAR100
+    layout = "cifar100/cifar-100-python/ with train, test and meta"
 
 
 class SvhnTask(ImageClassificationTask):
@@ -290,18 +314,17 @@ class SvhnTask(ImageClassificationTask):
     mean = (0.4377, 0.4438, 0.4728)
     std = (0.1980, 0.2010, 0.1970)
     flip = False
-    layout = "train_32x32.mat and test_32x32.mat directly in data_root"
+    layout = "svhn/ with train_32x32.mat and test_32x32.mat"
+    # torchvision's class, unmodified: it md5-checks the .mat file before scipy reads it
+    dataset_class: ClassVar[type[SVHN]] = SVHN
 
-    def dataset_class(self, download: bool) -> type[SVHN]:
-        """The reader used: torchvision's own when downloading, else the md5-free subclass."""
-        return SVHN if download else _PresentSVHN
-
-    def required_files(self, root: Path) -> list[Path]:
-        return [root / SVHN.split_list[split][1] for split in ("train", "test")]
+    def checked_files(self, root: Path) -> list[tuple[Path, str]]:
+        entries = [self.dataset_class.split_list[split] for split in ("train", "test")]
+        return [(root / name, md5) for _url, name, md5 in entries]
 
     def _read(self, root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
         split = "train" if train else "test"
-        dataset = self.dataset_class(download)(root=root, split=split, download=download)
+        dataset = self.dataset_class(root=root, split=split, download=download)
         # torchvision already maps the .mat label 10 to class 0 and stores CHW
         return dataset.data, dataset.labels
 

@@ -7,7 +7,7 @@ Two feature maps (``options.features``):
   input ``x_j``, precomputed once as the matrices ``K_train = k(X_train, X_train)`` and
   ``K_val = k(X_val, X_train)``; the model is ``f(x) = wᵀφ(x)`` with no bias, as the benchmark's
   ``nn.Linear(n_train, 1, bias=False)``. ``σ`` is ``options.bandwidth``, or by default the
-  benchmark's value for a file whose stem names a LIBSVM set (:data:`BENCHMARK_BANDWIDTHS`),
+  benchmark's value for a known LIBSVM set or a file whose stem names one (:data:`LIBSVM_SETS`),
   else ``√(d/2)`` (``γ = 1/(2σ²) = 1/d``, scikit-learn's ``rbf_kernel`` default).
 * ``"centres"``: ``m = n_centers`` centres drawn from the training inputs (not trained),
   ``φ_j(x) = exp(−γ ||x − c_j||²)`` with ``γ = gamma`` or ``1/d``, and ``f(x) = wᵀφ(x) + b``.
@@ -15,11 +15,12 @@ Two feature maps (``options.features``):
 The per-sample loss is the logistic loss ``log(1 + exp(−y f(x)))`` with ``y ∈ {−1, +1}`` (the
 benchmark's binary cross-entropy on logits with labels {0, 1} is the same function).
 
-Data: a LIBSVM/svmlight file (``options.path``; e.g. mushrooms, which interpolates, or ijcnn1,
-which does not), read with scikit-learn, or by default a synthetic set: two interleaved
-Gaussian-mixture classes in ``n_features`` dimensions whose labels are flipped with probability
-``label_noise`` (noise makes the problem non-interpolating). Any two distinct label values in a
-file are mapped to −1 / +1 (smaller → −1). The validation set is the last
+Data: a LIBSVM/svmlight data set named by ``options.dataset`` (e.g. mushrooms, which
+interpolates, or ijcnn1, which does not) and read with scikit-learn from the operator's data-set
+directory only (:mod:`workers.datasets`, docs/datasets.md), or by default a synthetic set: two
+interleaved Gaussian-mixture classes in ``n_features`` dimensions whose labels are flipped with
+probability ``label_noise`` (noise makes the problem non-interpolating). Any two distinct label
+values in a file are mapped to −1 / +1 (smaller → −1). The validation set is the last
 ``⌈val_fraction · n⌉`` samples in file order (scikit-learn's
 ``train_test_split(..., shuffle=False)``, as the benchmark), or, with ``shuffle_split``, a random
 subset drawn from ``data_seed``.
@@ -27,6 +28,7 @@ subset drawn from ``data_seed``.
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,18 +37,31 @@ from torch import nn
 from torch.nn import functional
 
 from studies.catalog.tasks import RbfClassificationOptions
+from workers.datasets import DIRECTORY, resolve_file, verify_manifest
 from workers.exceptions import TaskConfigError, TaskDataError
 from workers.tasks.base import Batch, Task
 from workers.tasks.finite_data import epoch_batches, evaluate_in_batches, sign_correct
 
-# σ of the benchmark code (sls, src/datasets.py), by the stem of the LIBSVM file's name
-BENCHMARK_BANDWIDTHS: dict[str, float] = {
-    "mushrooms": 0.5,
-    "ijcnn": 0.05,
-    "ijcnn1": 0.05,
-    "rcv1": 0.25,
-    "rcv1_train": 0.25,
-    "w8a": 20.0,
+
+@dataclass(frozen=True)
+class LibsvmSet:
+    """A LIBSVM data set known by name.
+
+    ``files``: the names looked for in the data-set directory, in order (the LIBSVM site's file,
+    then its bzip2 form, which scikit-learn reads as well); ``bandwidth``: σ of the benchmark code
+    (sls, src/datasets.py); ``stems``: file-name stems (up to the first dot) that get that σ too.
+    """
+
+    files: tuple[str, ...]
+    bandwidth: float
+    stems: tuple[str, ...]
+
+
+LIBSVM_SETS: dict[str, LibsvmSet] = {
+    "mushrooms": LibsvmSet(("mushrooms", "mushrooms.bz2"), 0.5, ("mushrooms",)),
+    "ijcnn1": LibsvmSet(("ijcnn1", "ijcnn1.bz2"), 0.05, ("ijcnn", "ijcnn1")),
+    "rcv1": LibsvmSet(("rcv1_train.binary", "rcv1_train.binary.bz2"), 0.25, ("rcv1", "rcv1_train")),
+    "w8a": LibsvmSet(("w8a", "w8a.bz2"), 20.0, ("w8a",)),
 }
 
 
@@ -55,20 +70,46 @@ def logistic_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return functional.softplus(-targets * outputs.squeeze(1))
 
 
-def read_libsvm(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Dense features and ±1 labels from a LIBSVM/svmlight file; a clear error if unusable."""
+def find_libsvm(dataset: str) -> tuple[str, Path]:
+    """The file name and resolved path of ``dataset``: a known name's first present file, or
+    the file of that name in the data-set directory; a :class:`TaskDataError` when absent."""
+    known = LIBSVM_SETS.get(dataset)
+    for name in known.files if known else (dataset,):
+        path = resolve_file(name)
+        if path is not None:
+            return name, path
+    if known:
+        raise TaskDataError(
+            f"dataset: {DIRECTORY} has no file for the known data set {dataset!r} (looked for "
+            f"{', '.join(known.files)})"
+        )
+    raise TaskDataError(
+        f"dataset: no data set named {dataset!r} (known: {', '.join(LIBSVM_SETS)}; or a file "
+        f"name inside {DIRECTORY})"
+    )
+
+
+def read_libsvm(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Dense features and ±1 labels of the LIBSVM/svmlight data set ``dataset``.
+
+    The file is found by :func:`find_libsvm`, checked against the operator's manifest when there
+    is one, then parsed. Every failure is a :class:`TaskDataError` that names the data set but
+    never quotes the parser's message, which can echo the file's bytes.
+    """
     from sklearn.datasets import load_svmlight_file
 
-    if not Path(path).is_file():
-        raise TaskDataError(f"path: no LIBSVM file at {path!r}")
+    name, path = find_libsvm(dataset)
+    verify_manifest(name, path)
+    label = repr(dataset) if name == dataset else f"{dataset!r} (file {name})"
     try:
-        features, labels = load_svmlight_file(path)
-    except ValueError as error:
-        raise TaskDataError(f"path: {path!r} is not a LIBSVM/svmlight file ({error})") from error
+        features, labels = load_svmlight_file(str(path))
+    except (ValueError, OSError, EOFError):  # bad text, bad bzip2/gzip stream, truncated stream
+        # ``from None``: the parser's error (and so the file's content) stays out of tracebacks
+        raise TaskDataError(f"dataset: {label} is not a LIBSVM/svmlight file") from None
     classes = np.unique(labels)
     if classes.size != 2:
         raise TaskDataError(
-            f"path: binary classification needs 2 label values, {path!r} has {classes.size}"
+            f"dataset: binary classification needs 2 label values, {label} has {classes.size}"
         )
     return np.asarray(features.todense(), dtype=np.float32), np.where(labels == classes[0], -1, 1)
 
@@ -85,12 +126,16 @@ def synthetic(options: RbfClassificationOptions, rng: np.random.Generator) -> tu
     return features.astype(np.float32), np.where(labels == 0, -1, 1)
 
 
-def default_bandwidth(path: str | None, n_features: int) -> float:
-    """The benchmark's σ for a file named after its LIBSVM set, else ``√(d/2)`` (γ = 1/d)."""
-    if path is not None:
-        stem = Path(path).name.split(".")[0].lower()
-        if stem in BENCHMARK_BANDWIDTHS:
-            return BENCHMARK_BANDWIDTHS[stem]
+def default_bandwidth(dataset: str | None, n_features: int) -> float:
+    """The benchmark's σ for a known data set or a file whose stem names one, else ``√(d/2)``
+    (γ = 1/d)."""
+    if dataset is not None:
+        if dataset in LIBSVM_SETS:
+            return LIBSVM_SETS[dataset].bandwidth
+        stem = dataset.split(".")[0].lower()
+        for known in LIBSVM_SETS.values():
+            if stem in known.stems:
+                return known.bandwidth
     return math.sqrt(n_features / 2.0)
 
 
@@ -105,7 +150,8 @@ def rbf_kernel(
     a64, b64 = a.to(torch.float64), b.to(torch.float64)
     b_sq = b64.pow(2).sum(dim=1)
     scale = -1.0 / (2.0 * bandwidth**2)
-    out = torch.empty(a.shape[0], b.shape[0], dtype=torch.float32)
+    # the default dtype: float32, or float64 where a test compares runs exactly
+    out = torch.empty(a.shape[0], b.shape[0], dtype=torch.get_default_dtype())
     rows = max(1, block_entries // max(1, b.shape[0]))
     for start in range(0, a.shape[0], rows):
         block = a64[start : start + rows]
@@ -153,17 +199,21 @@ class RbfClassification(Task):
         super().__init__(options, seed=seed, device=device)
         self.options: RbfClassificationOptions = options
         rng = np.random.default_rng(options.data_seed)
-        features, labels = read_libsvm(options.path) if options.path else synthetic(options, rng)
+        if options.dataset is not None:
+            features, labels = read_libsvm(options.dataset)
+        else:
+            features, labels = synthetic(options, rng)
         n = labels.shape[0]
         n_val = max(1, math.ceil(options.val_fraction * n))  # train_test_split's rule
         if n - n_val < 2:
-            raise TaskDataError("path: too few samples for a train/validation split")
+            raise TaskDataError("dataset: too few samples for a train/validation split")
         if options.shuffle_split:
             order = rng.permutation(n)
             val, train = order[:n_val], order[n_val:]
         else:
             train, val = np.arange(n - n_val), np.arange(n - n_val, n)
-        x, y = torch.from_numpy(features), torch.from_numpy(labels.astype(np.float32))
+        dtype = torch.get_default_dtype()  # float32 unless a test asks for float64
+        x, y = torch.from_numpy(features).to(dtype), torch.from_numpy(labels).to(dtype)
         self.inputs_train, self.y_train = x[train], y[train]
         self.inputs_val, self.y_val = x[val], y[val]
         d = features.shape[1]
@@ -177,7 +227,7 @@ class RbfClassification(Task):
                     f"more than max_kernel_samples={options.max_kernel_samples} training samples; "
                     "use features='centres' (n_centers) or raise max_kernel_samples"
                 )
-            self.bandwidth = options.bandwidth or default_bandwidth(options.path, d)
+            self.bandwidth = options.bandwidth or default_bandwidth(options.dataset, d)
             self.gamma = 1.0 / (2.0 * self.bandwidth**2)
             self.centres = None
             self.x_train = rbf_kernel(self.inputs_train, self.inputs_train, self.bandwidth)

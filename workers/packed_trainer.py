@@ -1,0 +1,494 @@
+r"""Train a pack: many trials of one task as one vectorised model (``torch.func``).
+
+The members of a pack share task, task options, batch size, budget, device and everything else
+of the run but η, radius, the optimizer and its options, and the seed
+(:func:`workers.packing.pack_key`). Member ``k`` follows the trajectory its trial would follow
+alone (:mod:`workers.trainer`):
+
+- **initialisation**: ``torch.manual_seed(seed_k)`` then the task's ``build_model()``, as a
+  trial does; the members' parameters are stacked (``stack_module_state``) into tensors
+  ``[K, …]``;
+- **data**: one stream per distinct seed, built as a trial builds its own (the task from the
+  seed, a generator seeded with it); members with the same seed read the same batches, and a
+  step draws one batch per stream, stacked with a stream dimension (the DNC pads its sequences);
+- **loss and gradient**: the task's per-sample loss under ``vmap(functional_call)``; one
+  backward of the sum of the members' batch-mean losses gives each member exactly its own
+  gradient (members share no parameter);
+- **per-member everything**: gradient clipping (the same formula as
+  ``torch.nn.utils.clip_grad_norm_``, over the member's slices), the packed optimizer
+  (:mod:`optim.packed`: each member's step size from its own loss and gradient), the l2-ball
+  projection, the learning-rate schedule's multiplier, divergence monitors, step-size
+  statistics, reports and objectives;
+- **divergence**: a member whose loss blows up is reported ``diverged`` at once and leaves the
+  pack (every per-member tensor is compacted), so it costs nothing afterwards and never changes
+  another member's numbers.
+
+Reports go to ``report(progress, finals)``: ``progress`` maps trial keys to the metrics a trial
+alone would report at that point (the same names: :mod:`workers.trainer`), ``finals`` maps the
+keys of the members that ended at that point to their :class:`~workers.trainer.TrialResult`.
+See docs/architecture.md, "Packed trials".
+"""
+
+import copy
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+from torch.utils._pytree import tree_map
+
+from optim.packed import (
+    PackedOptimizer,
+    build_packed,
+    member_norms,
+    packed_form,
+    per_member,
+    project_members,
+)
+from studies.trial import Trial, TrialConfig
+from workers.divergence import DivergenceMonitor
+from workers.exceptions import TaskConfigError
+from workers.schedules import build_scheduler, schedule_applies
+from workers.tasks.base import Batch, Task
+from workers.tasks.registry import build_task
+from workers.trainer import (
+    DEFAULT_REPORTS_PER_TRIAL,
+    TrialResult,
+    _optimizer_options,
+    resolve_device,
+    seed_everything,
+)
+
+PackReport = Callable[[dict[str, dict[str, float]], dict[str, TrialResult]], None]
+CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s term added to the norm
+
+
+class _LossOf(torch.nn.Module):
+    """``forward(batch) = task.per_sample_loss(model, batch)``: the task's loss as a module, so
+    ``functional_call`` can run it with a member's parameters."""
+
+    def __init__(self, model: torch.nn.Module, task: Task) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+
+    def forward(self, inputs: Any, targets: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        return self.task.per_sample_loss(self.model, Batch(inputs, targets, None, extras))
+
+
+@dataclass
+class _Member:
+    """One trial of the pack and its running bookkeeping."""
+
+    trial: Trial
+    stream: int  # index of its data stream (its seed's)
+    monitor: DivergenceMonitor
+    clip: float | None
+    scheduled: bool  # whether the study's schedule moves its η
+    interval_losses: list[float] = field(default_factory=list)
+    recent: deque[float] = field(default_factory=deque)
+    epoch_losses: list[float] = field(default_factory=list)
+    size_total: float = 0.0
+    size_capped: int = 0
+    size_count: int = 0
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def config(self) -> TrialConfig:
+        return self.trial.config
+
+
+@dataclass
+class _Form:
+    """A contiguous range of members sharing one packed optimizer."""
+
+    start: int
+    stop: int
+    optimizer: PackedOptimizer
+
+
+def packable_trial(config: TrialConfig) -> bool:
+    """Whether ``config``'s trial may run in a pack (the optimizer has a packed form and the
+    task is packable; AMP runs unpacked: one GradScaler per trial)."""
+    from workers.tasks.registry import TASK_TYPES
+
+    task_type = TASK_TYPES.get(config.task)
+    if task_type is None or not task_type.packable or config.amp:
+        return False
+    return packed_form(config.optimizer, config.optimizer_options) is not None
+
+
+class PackedRun:
+    """The state of one running pack; :meth:`run` trains it to the end of its budget."""
+
+    def __init__(self, trials: list[Trial], report: PackReport) -> None:
+        if not trials:
+            raise TaskConfigError("a pack needs at least one trial")
+        first = trials[0].config
+        for trial in trials:
+            if not packable_trial(trial.config):
+                raise TaskConfigError(f"{trial.config.optimizer}: this trial cannot be packed")
+        self.config = first
+        self.report_fn = report
+        self.started = time.perf_counter()
+        self.device = resolve_device(first.device)
+        torch.set_num_threads(first.threads)
+        # members sorted by packed form so that each form's members are a contiguous range
+        trials = sorted(
+            trials,
+            key=lambda t: str(packed_form(t.config.optimizer, t.config.optimizer_options)),
+        )
+        seeds = sorted({t.config.seed for t in trials})
+        self.tasks: list[Task] = []
+        self.generators: list[torch.Generator] = []
+        for seed in seeds:  # each stream built as a trial with that seed builds its own
+            seed_everything(seed)
+            self.tasks.append(
+                build_task(first.task, first.task_options, seed=seed, device=self.device)
+            )
+            self.generators.append(torch.Generator().manual_seed(seed))
+        self.task = self.tasks[0]
+        self.unit = self.task.spec.budget_unit
+        models = []
+        for trial in trials:
+            torch.manual_seed(trial.config.seed)  # a trial's initialisation depends on its seed
+            models.append(self.task.build_model().to(self.device))
+        self.rows = [t.key for t in trials]  # the trial of each row of the stacked tensors
+        self.template = models[0]  # holds one member's parameters for evaluation
+        self.module = _LossOf(copy.deepcopy(models[0]).to("meta"), self.task)
+        params, buffers = stack_module_state([_LossOf(m, self.task) for m in models])
+        self.names = list(params)
+        self.params = [params[n].detach().requires_grad_() for n in self.names]
+        self.buffers = buffers
+        self.members = [
+            _Member(
+                trial,
+                seeds.index(trial.config.seed),
+                DivergenceMonitor(trial.config.divergence_factor),
+                self.task.grad_clip_norm(trial.config.optimizer),
+                schedule_applies(trial.config.optimizer),
+            )
+            for trial in trials
+        ]
+        self.forms = self._build_forms()
+        like = self.params[0]
+        self.radius = torch.tensor(
+            [m.config.radius or math.inf for m in self.members],
+            dtype=like.dtype,
+            device=self.device,
+        )
+        self.clip = torch.tensor(
+            [m.clip or math.inf for m in self.members], dtype=like.dtype, device=self.device
+        )
+        project_members([p.data for p in self.params], self.radius)  # the first iterate is feasible
+        self.scheduler, self.schedule_lr = self._schedule()
+        self.step_factor = 1.0  # the schedule's multiplier of η at the last step
+        self.steps = 0
+        self.epochs = 0
+        self.streams: list[Iterator[Batch]] = []
+
+    # ------------------------------------------------------------------------------ building
+
+    def _build_forms(self) -> list[_Form]:
+        forms: list[_Form] = []
+        start = 0
+        while start < len(self.members):
+            config = self.members[start].config
+            form = packed_form(config.optimizer, config.optimizer_options)
+            stop = start
+            while (
+                stop < len(self.members)
+                and packed_form(
+                    self.members[stop].config.optimizer, self.members[stop].config.optimizer_options
+                )
+                == form
+            ):
+                stop += 1
+            group = [m.config for m in self.members[start:stop]]
+            try:
+                optimizer = build_packed(
+                    config.optimizer,
+                    [c.eta for c in group],
+                    [_optimizer_options(c, self.task) for c in group],
+                    like=self.params[0],
+                )
+            except ValueError as error:
+                raise TaskConfigError(f"{config.optimizer}: {error}") from error
+            forms.append(_Form(start, stop, optimizer))
+            start = stop
+        return forms
+
+    def _schedule(self) -> tuple[Any, Callable[[], float]]:
+        """The study's schedule as a multiplier of η: a torch scheduler on a one-parameter
+        optimizer with learning rate 1 (every schedule is proportional to η)."""
+        config = self.config
+        dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        scheduler = build_scheduler(dummy, "sgd", config.schedule, config.budget)
+        self._schedule_optimizer = dummy
+        return scheduler, lambda: float(dummy.param_groups[0]["lr"])
+
+    def _advance_schedule(self) -> None:
+        """One unit of the schedule (the one-parameter optimizer's step moves nothing: it has
+        no gradient, and torch's schedulers expect a step before theirs)."""
+        if self.scheduler is not None:
+            self._schedule_optimizer.step()
+            self.scheduler.step()
+
+    # ------------------------------------------------------------------------------ one step
+
+    def _batch(self) -> tuple[Batch, bool]:
+        """This step's batch of every stream (stacked with a stream dimension when there are
+        several: the second value says so)."""
+        batches = [next(stream) for stream in self.streams]
+        if len(batches) == 1:
+            return batches[0].to(self.device), False
+        return self.task.stack_batches(batches).to(self.device), True
+
+    def _losses(self, batch: Batch, stacked: bool) -> torch.Tensor:
+        """The members' per-sample losses ``[K, B]`` under ``vmap``."""
+        params = dict(zip(self.names, self.params, strict=True))
+        data: Any = (batch.inputs, batch.targets, batch.extras)
+        in_dims: Any = (0, 0, None)
+        if stacked:  # each member reads its own stream's batch
+            index = torch.tensor([m.stream for m in self.members], device=self.device)
+            data = tree_map(lambda t: t.index_select(0, index), data)
+            in_dims = (0, 0, 0)
+
+        def loss(p: dict, b: dict, d: tuple) -> torch.Tensor:
+            return functional_call(self.module, (p, b), d)
+
+        return vmap(loss, in_dims=in_dims, randomness="error")(params, self.buffers, data)
+
+    def train_step(self, batch: Batch, stacked: bool) -> None:
+        """One step of every member. Members whose loss diverged on this batch are reported
+        and leave the pack before the step, with the parameters that gave that loss (as a
+        trial stops before its step); the others' losses are computed again without them."""
+        while True:
+            per_sample = self._losses(batch, stacked)
+            if per_sample.dtype in (torch.float16, torch.bfloat16):
+                per_sample = per_sample.float()
+            losses = per_sample.mean(dim=1)
+            values = losses.detach().tolist()
+            reasons = {
+                i: reason
+                for i, (m, v) in enumerate(zip(self.members, values, strict=True))
+                if (reason := m.monitor.check(v)) is not None
+            }
+            if not reasons:
+                break
+            self._diverge(reasons)
+            if not self.members:
+                return
+        for p in self.params:
+            p.grad = None
+        losses.sum().backward()
+        with torch.no_grad():
+            grads = [p.grad for p in self.params]
+            self._clip(grads)
+            factor = self.schedule_lr() if self.scheduler is not None else 1.0
+            for form in self.forms:
+                if self.scheduler is not None and self.members[form.start].scheduled:
+                    form.optimizer.scale_eta(factor)
+                window = slice(form.start, form.stop)
+                form.optimizer.step(
+                    [p.data[window] for p in self.params],
+                    [g[window] for g in grads],
+                    losses.detach()[window],
+                )
+                self._record_step_sizes(form)
+            project_members([p.data for p in self.params], self.radius)
+        self.steps += 1
+        self.step_factor = factor
+        if self.unit == "steps":
+            self._advance_schedule()
+        for m, v in zip(self.members, values, strict=True):
+            m.interval_losses.append(v)
+
+    def _clip(self, grads: list[torch.Tensor]) -> None:
+        """``clip_grad_norm_`` per member: ``g *= min(1, clip / (||g|| + 1e-6))``."""
+        if not bool(torch.isfinite(self.clip).any()):
+            return
+        norms = member_norms(grads)
+        scale = (self.clip / (norms + CLIP_EPS)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(per_member(scale.to(g.dtype), g))
+
+    def _record_step_sizes(self, form: _Form) -> None:
+        optimizer = form.optimizer
+        if not optimizer.reports_step_size or optimizer.last_step_size is None:
+            return
+        sizes = optimizer.last_step_size.tolist()
+        capped = optimizer.last_step_capped.tolist()  # type: ignore[union-attr]
+        for m, size, cap in zip(self.members[form.start : form.stop], sizes, capped, strict=True):
+            m.size_total += size
+            m.size_capped += bool(cap)
+            m.size_count += 1
+
+    # ------------------------------------------------------------------------------ members
+
+    def _load_member(self, position: int) -> torch.nn.Module:
+        """The template model holding member ``position``'s parameters and buffers."""
+        with torch.no_grad():
+            state = {
+                n[len("model.") :]: p[position]
+                for n, p in zip(self.names, self.params, strict=True)
+            }
+            state.update({n[len("model.") :]: b[position] for n, b in self.buffers.items()})
+            self.template.load_state_dict(state, strict=True)
+        return self.template
+
+    def _metrics(self, position: int) -> dict[str, float]:
+        """What the member's trial alone would report now (workers.trainer's metrics)."""
+        m = self.members[position]
+        metrics: dict[str, float] = {"step": self.steps, "epoch": self.epochs}
+        if m.interval_losses:
+            metrics["train_loss"] = sum(m.interval_losses) / len(m.interval_losses)
+        model = self._load_member(position)
+        metrics.update(self.tasks[m.stream].evaluate(model, m.config.batch_size))
+        if m.size_count:
+            metrics["step_size_mean"] = m.size_total / m.size_count
+            metrics["step_capped_fraction"] = m.size_capped / m.size_count
+        m.size_total, m.size_capped, m.size_count = 0.0, 0, 0
+        if self.scheduler is not None and m.scheduled and self.steps:
+            # the learning rate of the last step, as a trial with a scheduler reports it
+            metrics["lr"] = self.step_factor * float(m.config.eta)  # type: ignore[arg-type]
+        if m.config.schedule.kind != "constant" and not m.scheduled:
+            metrics["schedule_ignored"] = 1.0
+        metrics["wall_time"] = time.perf_counter() - self.started
+        m.interval_losses = []
+        m.last_metrics = metrics
+        return metrics
+
+    def _result(self, position: int, objective: float | None, reason: str | None) -> TrialResult:
+        m = self.members[position]
+        if objective is not None and not math.isfinite(objective):
+            objective, reason = None, "final objective is not finite"
+        return TrialResult(
+            "diverged" if reason else "completed",
+            objective,
+            self.steps,
+            self.epochs,
+            time.perf_counter() - self.started,
+            dict(m.last_metrics),
+            reason,
+        )
+
+    def _drop(self, positions: list[int]) -> None:
+        """Members ``positions`` leave the pack: every per-member tensor is compacted."""
+        if not positions:
+            return
+        keep = [i for i in range(len(self.members)) if i not in set(positions)]
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.params = [p.detach().index_select(0, index).requires_grad_() for p in self.params]
+        self.buffers = {n: b.index_select(0, index) for n, b in self.buffers.items()}
+        self.radius = self.radius.index_select(0, index)
+        self.clip = self.clip.index_select(0, index)
+        forms, start = [], 0
+        for form in self.forms:
+            inside = [i - form.start for i in keep if form.start <= i < form.stop]
+            if inside:
+                form.optimizer.keep(torch.tensor(inside, dtype=torch.long, device=self.device))
+                forms.append(_Form(start, start + len(inside), form.optimizer))
+                start += len(inside)
+        self.forms = forms
+        self.members = [self.members[i] for i in keep]
+        self.rows = [self.rows[i] for i in keep]
+
+    def _diverge(self, reasons: dict[int, str]) -> None:
+        """Report the diverged members (their metrics now, as a trial reports when it stops)
+        and drop them from the pack."""
+        progress = {self.members[i].trial.key: self._metrics(i) for i in reasons}
+        finals = {self.members[i].trial.key: self._result(i, None, r) for i, r in reasons.items()}
+        self.report_fn(progress, finals)
+        self._drop(list(reasons))
+
+    def report(self, finals: dict[str, TrialResult] | None = None) -> None:
+        progress = {m.trial.key: self._metrics(i) for i, m in enumerate(self.members)}
+        self.report_fn(progress, finals or {})
+
+    # ------------------------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        """Train every member to the end of the budget or its divergence, reporting as it goes."""
+        if self.unit == "steps":
+            self._run_steps()
+        else:
+            self._run_epochs()
+
+    def _run_steps(self) -> None:
+        budget = self.config.budget
+        every = self.config.report_every or max(1, budget // DEFAULT_REPORTS_PER_TRIAL)
+        window = min(getattr(self.task.options, "objective_window", 100), max(1, budget // 100))
+        for m in self.members:
+            m.recent = deque(maxlen=window)
+        self.streams = [
+            iter(task.train_batches(self.config.batch_size, generator))
+            for task, generator in zip(self.tasks, self.generators, strict=True)
+        ]
+        for _ in range(budget):
+            if not self.members:
+                return
+            self.train_step(*self._batch())
+            for m in self.members:
+                m.recent.append(m.interval_losses[-1])
+            if self.members and (self.steps % every == 0 or self.steps == budget):
+                if self.steps == budget:
+                    self._finish_steps()
+                else:
+                    self.report()
+
+    def _finish_steps(self) -> None:
+        progress = {m.trial.key: self._metrics(i) for i, m in enumerate(self.members)}
+        finals = {}
+        for i, m in enumerate(self.members):
+            m.last_metrics = {**m.last_metrics, "objective_median": float(np.median(m.recent))}
+            finals[m.trial.key] = self._result(i, sum(m.recent) / len(m.recent), None)
+        self.report_fn(progress, finals)
+        self.members = []
+
+    def _run_epochs(self) -> None:
+        for _ in range(self.config.budget):
+            for m in self.members:
+                m.epoch_losses = []
+            self.streams = [
+                iter(task.train_batches(self.config.batch_size, generator))
+                for task, generator in zip(self.tasks, self.generators, strict=True)
+            ]
+            while self.members:
+                try:
+                    batch = self._batch()
+                except StopIteration:
+                    break
+                self.train_step(*batch)
+                for m in self.members:
+                    m.epoch_losses.append(m.interval_losses[-1])
+            if not self.members:
+                return
+            self.epochs += 1
+            last = self.epochs == self.config.budget
+            if last:
+                progress = {m.trial.key: self._metrics(i) for i, m in enumerate(self.members)}
+                finals = {
+                    m.trial.key: self._result(
+                        i,
+                        sum(m.epoch_losses) / len(m.epoch_losses) if m.epoch_losses else None,
+                        None,
+                    )
+                    for i, m in enumerate(self.members)
+                }
+                self.report_fn(progress, finals)
+                self.members = []
+                return
+            self.report()
+            self._advance_schedule()  # epoch budgets: the schedule moves once per epoch
+
+
+def run_pack(trials: list[Trial], report: PackReport) -> None:
+    """Train the pack of ``trials`` (see the module docstring); raises
+    :class:`~workers.exceptions.TaskConfigError` for a pack that cannot run."""
+    PackedRun(trials, report).run()
