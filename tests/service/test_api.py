@@ -262,7 +262,7 @@ def test_a_running_study_is_deleted_only_after_cancelling(
     """A long study: DELETE while it runs is 409; cancel stops its Ray job; then DELETE 204."""
     body = {
         "preset": "smoke",
-        "overrides": {"name": "long", "tags": ["long"], "budget": {"epochs": 100000}},
+        "overrides": {"name": "long", "tags": ["long"], "budget": {"epochs": 10000}},
     }
     submitted = api.post("/studies", json=body, headers=AUTH)
     assert submitted.status_code == 202, submitted.text
