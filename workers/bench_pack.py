@@ -1,9 +1,9 @@
 """Packed vs unpacked trials through the real entrypoint, in one run.
 
-Usage: ``python -m workers.bench_pack [--steps 100] [--cpus 2] [--preset dnc-heatmap]
-[--mf-epochs 2]``.
+Usage: ``python -m workers.bench_pack [--steps 100] [--cpus 2] [--seeds N] [--mf-epochs 2]``.
 
-The ``dnc-heatmap`` preset's grid (all of its optimizers, η values and seeds) runs at
+The ``dnc-heatmap`` preset's grid (all of its optimizers and η values; its seeds, or the first
+``--seeds``) runs at
 ``--steps`` DNC steps per trial twice, each time as a study stored in a temporary SQLite file and
 run by ``python -m workers.run <study-id>`` on a fresh local Ray with ``--cpus`` CPUs (start-up
 included): once with ``execution.packing: off`` (one model per trial), once with ``auto``
@@ -82,10 +82,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="DNC steps per trial")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--mf-epochs", type=int, default=2, help="0 skips the MF preset")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="the first N of the preset's seeds (default all)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         dnc = load_preset("dnc-heatmap")
         dnc = {**dnc, "budget": {"steps": args.steps}, "device": "cpu"}
+        if args.seeds is not None:
+            dnc["grid"] = {**dnc["grid"], "seed": dnc["grid"]["seed"][: args.seeds]}
         dnc.pop("claims", None)
         compare("dnc-heatmap", dnc, args.steps, args.cpus, Path(tmp))
         if args.mf_epochs:

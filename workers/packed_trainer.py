@@ -342,14 +342,53 @@ class PackedRun:
             self.template.load_state_dict(state, strict=True)
         return self.template
 
-    def _metrics(self, position: int) -> dict[str, float]:
+    def _evaluations(self, positions: list[int]) -> dict[int, dict[str, float]]:
+        """The task's evaluation of the members ``positions``: vectorised per data stream where
+        the task has it (:meth:`Task.evaluate_members`), else member by member."""
+        results: dict[int, dict[str, float]] = {}
+        for stream, task in enumerate(self.tasks):
+            chosen = [i for i in positions if self.members[i].stream == stream]
+            if not chosen:
+                continue
+            index = torch.tensor(chosen, device=self.device)
+            params = {
+                n: p.detach().index_select(0, index)
+                for n, p in zip(self.names, self.params, strict=True)
+            }
+            buffers = {n: b.index_select(0, index) for n, b in self.buffers.items()}
+
+            def forward(
+                inputs: Any, params: dict = params, buffers: dict = buffers
+            ) -> torch.Tensor:
+                strip = len("model.")
+                own = (
+                    {n[strip:]: p for n, p in params.items()},
+                    {n[strip:]: b for n, b in buffers.items()},
+                )
+                return vmap(
+                    lambda p, b, x: functional_call(self.module.model, (p, b), (x,)),
+                    in_dims=(0, 0, None),
+                )(*own, inputs)
+
+            together = task.evaluate_members(forward, self.config.batch_size)
+            if together is None:
+                together = [
+                    task.evaluate(self._load_member(i), self.config.batch_size) for i in chosen
+                ]
+            results.update(zip(chosen, together, strict=True))
+        return results
+
+    def _metrics(
+        self, position: int, evaluation: dict[str, float] | None = None
+    ) -> dict[str, float]:
         """What the member's trial alone would report now (workers.trainer's metrics)."""
         m = self.members[position]
         metrics: dict[str, float] = {"step": self.steps, "epoch": self.epochs}
         if m.interval_losses:
             metrics["train_loss"] = sum(m.interval_losses) / len(m.interval_losses)
-        model = self._load_member(position)
-        metrics.update(self.tasks[m.stream].evaluate(model, m.config.batch_size))
+        if evaluation is None:
+            evaluation = self._evaluations([position])[position]
+        metrics.update(evaluation)
         if m.size_count:
             metrics["step_size_mean"] = m.size_total / m.size_count
             metrics["step_capped_fraction"] = m.size_capped / m.size_count
@@ -402,14 +441,19 @@ class PackedRun:
     def _diverge(self, reasons: dict[int, str]) -> None:
         """Report the diverged members (their metrics now, as a trial reports when it stops)
         and drop them from the pack."""
-        progress = {self.members[i].trial.key: self._metrics(i) for i in reasons}
+        evaluations = self._evaluations(list(reasons))
+        progress = {self.members[i].trial.key: self._metrics(i, evaluations[i]) for i in reasons}
         finals = {self.members[i].trial.key: self._result(i, None, r) for i, r in reasons.items()}
         self.report_fn(progress, finals)
         self._drop(list(reasons))
 
+    def _all_metrics(self) -> dict[str, dict[str, float]]:
+        """Every member's metrics now, keyed by trial."""
+        evaluations = self._evaluations(list(range(len(self.members))))
+        return {m.trial.key: self._metrics(i, evaluations[i]) for i, m in enumerate(self.members)}
+
     def report(self, finals: dict[str, TrialResult] | None = None) -> None:
-        progress = {m.trial.key: self._metrics(i) for i, m in enumerate(self.members)}
-        self.report_fn(progress, finals or {})
+        self.report_fn(self._all_metrics(), finals or {})
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -443,7 +487,7 @@ class PackedRun:
                     self.report()
 
     def _finish_steps(self) -> None:
-        progress = {m.trial.key: self._metrics(i) for i, m in enumerate(self.members)}
+        progress = self._all_metrics()
         finals = {}
         for i, m in enumerate(self.members):
             m.last_metrics = {**m.last_metrics, "objective_median": float(np.median(m.recent))}
@@ -472,7 +516,7 @@ class PackedRun:
             self.epochs += 1
             last = self.epochs == self.config.budget
             if last:
-                progress = {m.trial.key: self._metrics(i) for i, m in enumerate(self.members)}
+                progress = self._all_metrics()
                 finals = {
                     m.trial.key: self._result(
                         i,

@@ -7,7 +7,7 @@ batch every step) yield none.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -107,6 +107,14 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
         """Validation metrics (``val_loss``, ``val_accuracy``, …); none by default."""
         return {}
+
+    def evaluate_members(
+        self, forward: Callable[[Any], torch.Tensor], batch_size: int
+    ) -> list[dict[str, float]] | None:
+        """:meth:`evaluate` for the members of a pack at once: ``forward(inputs)`` returns the
+        members' outputs stacked ``[K, …]``; one dict per member, or ``None`` when the task
+        has no vectorised evaluation (the pack then evaluates member by member)."""
+        return None
 
     def stack_batches(self, batches: list[Batch]) -> Batch:
         """One batch per data stream of a pack, stacked along a new first dimension."""

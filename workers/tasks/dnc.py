@@ -28,7 +28,7 @@ seed and batch size); and, as before, ``val_loss`` and ``val_bit_errors`` on one
 of the trial's batch size drawn from the trial's seed.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import torch
@@ -210,12 +210,10 @@ class DncCopyTask(Task):
     def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
         """Loss and bit errors per sequence on the fixed held-out set (``heldout_*``) and on one
         held-out batch of ``batch_size`` from the trial's seed (``val_*``), the same every call."""
-        if batch_size not in self._validation:
-            generator = torch.Generator().manual_seed(self.seed + _VALIDATION_SEED_OFFSET)
-            self._validation[batch_size] = repeat_copy_batch(self.opts, batch_size, generator)
+        validation = self._validation_batch(batch_size)
         device = next(model.parameters()).device
         with torch.no_grad():
-            val_loss, val_errors = _loss_and_errors(model, [self._validation[batch_size]], device)
+            val_loss, val_errors = _loss_and_errors(model, [validation], device)
             heldout_loss, heldout_errors = _loss_and_errors(model, self.heldout_set(), device)
         return {
             "val_loss": val_loss,
@@ -223,6 +221,46 @@ class DncCopyTask(Task):
             "heldout_loss": heldout_loss,
             "heldout_bit_errors": heldout_errors,
         }
+
+    def _validation_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The held-out batch of ``batch_size`` from the trial's seed, drawn once."""
+        if batch_size not in self._validation:
+            generator = torch.Generator().manual_seed(self.seed + _VALIDATION_SEED_OFFSET)
+            self._validation[batch_size] = repeat_copy_batch(self.opts, batch_size, generator)
+        return self._validation[batch_size]
+
+    def evaluate_members(
+        self, forward: Callable[[torch.Tensor], torch.Tensor], batch_size: int
+    ) -> list[dict[str, float]]:
+        """:meth:`evaluate` for K members at once: ``forward(obs)`` gives logits ``[K, B, T, C]``;
+        the same sums per sequence, then means over sequences, member by member."""
+        device = self.device
+
+        def per_member(
+            batches: list[tuple[torch.Tensor, ...]],
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            losses, errors = [], []
+            for obs, target, mask in batches:
+                obs, target, mask = obs.to(device), target.to(device), mask.to(device)
+                logits = forward(obs)
+                target = target.expand_as(logits)  # the same targets for every member
+                losses.append(masked_sigmoid_cross_entropy(logits, target, mask))
+                errors.append(bit_errors(logits, target, mask))
+            return torch.cat(losses, dim=1).mean(dim=1), torch.cat(errors, dim=1).mean(dim=1)
+
+        with torch.no_grad():
+            val_loss, val_errors = per_member([self._validation_batch(batch_size)])
+            heldout_loss, heldout_errors = per_member(self.heldout_set())
+        columns = {
+            "val_loss": val_loss.tolist(),
+            "val_bit_errors": val_errors.tolist(),
+            "heldout_loss": heldout_loss.tolist(),
+            "heldout_bit_errors": heldout_errors.tolist(),
+        }
+        return [
+            dict(zip(columns, values, strict=True))
+            for values in zip(*columns.values(), strict=True)
+        ]
 
     def grad_clip_norm(self, optimizer: str) -> float | None:
         if optimizer in self.opts.no_clip_for:
