@@ -7,7 +7,9 @@ optimizer has a packed form and their task is packable
 
 :func:`plan_packs` splits each group into packs of at most ``max_pack_size`` members and,
 when there are fewer packs than the cluster has slots for trials, splits them further, so that
-every slot has work (77 trials on 2 slots: 2 packs, not 77 trials behind each other). Members
+every slot has work (77 trials on 2 slots: 2 packs, not 77 trials behind each other), and
+into a whole number of rounds of the cluster (315 trials, at most 128 a pack, on 2 slots: 4 packs
+of about 79, not 3 of 105, the third of which would run alone). Members
 are dealt round-robin, so each pack gets a mix of optimizers and η values and the packs end at
 about the same time however many of their members diverge early.
 """
@@ -40,8 +42,10 @@ def plan_packs(trials: list[Trial], *, slots: int, max_pack_size: int) -> list[l
         else:
             alone.append([trial])
     counts = {key: math.ceil(len(members) / max_pack_size) for key, members in groups.items()}
-    # more packs while a slot would stay idle, splitting the group with the largest packs
-    while groups and sum(counts.values()) + len(alone) < slots:
+    # More packs while a slot would stay idle, splitting the group with the largest packs; and
+    # while the packs do not fill whole rounds of the cluster: 3 packs of 105 on 2 slots take
+    # two rounds of 105 members, 4 packs of 79 two rounds of 79.
+    while groups and _idle_slots(sum(counts.values()) + len(alone), slots):
         key = max(groups, key=lambda k: len(groups[k]) / counts[k])
         if len(groups[key]) <= counts[key]:  # every pack of the largest group has one member
             break
@@ -51,3 +55,8 @@ def plan_packs(trials: list[Trial], *, slots: int, max_pack_size: int) -> list[l
         n = counts[key]
         packs.extend(members[i::n] for i in range(n))
     return packs + alone
+
+
+def _idle_slots(packs: int, slots: int) -> bool:
+    """Whether ``packs`` packs leave a slot idle in some round of a ``slots``-slot cluster."""
+    return packs < slots or packs % slots != 0

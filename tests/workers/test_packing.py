@@ -33,6 +33,17 @@ def test_packs_fill_every_slot_and_respect_the_size_limit():
     assert len(plan_packs(trials, slots=100, max_pack_size=128)) == len(trials)
 
 
+def test_packs_fill_whole_rounds_of_the_cluster():
+    trials = [_trial("sgd", 10.0**-e, seed=s) for e in range(35) for s in range(9)]  # 315
+    sizes = [len(p) for p in plan_packs(trials, slots=2, max_pack_size=128)]
+    assert len(sizes) == 4 and max(sizes) - min(sizes) <= 1 and sum(sizes) == 315
+    # a whole number of rounds already: no further split
+    assert [len(p) for p in plan_packs(trials[:256], slots=2, max_pack_size=128)] == [128, 128]
+    assert sorted(len(p) for p in plan_packs(trials[:3], slots=2, max_pack_size=128)) == [1, 2]
+    # too few trials to fill the slots: one pack per trial, never an empty pack
+    assert [len(p) for p in plan_packs(trials[:3], slots=4, max_pack_size=128)] == [1, 1, 1]
+
+
 def test_what_cannot_pack_runs_alone():
     trials = [_trial("sgd", 0.1), _trial("sgd", 0.2), _trial("sgd", 0.3, amp=True)]
     packs = plan_packs(trials, slots=1, max_pack_size=8)
