@@ -97,6 +97,8 @@ def create_app(
                 active = RayJobLauncher(head.ensure(settings), settings)
         if settings.ray_dashboard_url is None:  # the links of the API and the page
             settings.ray_dashboard_url = active.dashboard_url
+        if settings.public_url is None:  # the page links of the Ray jobs' metadata
+            settings.public_url = public_url
         app.state.settings, app.state.store, app.state.launcher = settings, store, active
         reconciler = Reconciler(
             store,

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     ray_cluster_address: str | None = None
     # absolute Tune storage path for trial results; default: <data_dir>/ray_results
     storage_path: Path | None = None
+    # the service's address as its users reach it (links in the Ray jobs' metadata); default:
+    # where `sensitivity serve` listens
+    public_url: str | None = None
     # the local Ray head started by the launcher in the embedded default
     local_ray_dashboard_port: int = 8265
     local_ray_num_cpus: int | None = None  # None: all cores

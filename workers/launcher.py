@@ -125,6 +125,14 @@ class RayJobLauncher:
             f"{(text[-1] if text else '')[:500]}"
         )
 
+    def metadata(self, study_id: str, name: str) -> dict[str, str]:
+        """What the study's Ray job carries for the dashboard's Jobs tab: the study's id and
+        name, and its page when the service knows its public address."""
+        metadata = {"study_id": study_id, "study_name": name, "job_name": name}
+        if self.settings.public_url:
+            metadata["page_url"] = f"{self.settings.public_url.rstrip('/')}/ui/studies/{study_id}"
+        return metadata
+
     def submit(self, study_id: str, name: str, attempt: int = 0) -> str:
         job_id = submission_id(study_id, name, attempt)
         deadline = time.monotonic() + self.agent_wait
@@ -132,7 +140,7 @@ class RayJobLauncher:
             "entrypoint": f"{sys.executable} -m workers.run {study_id}",
             "submission_id": job_id,
             "runtime_env": {"env_vars": driver_environment(self.settings, attempt)},
-            "metadata": {"study_id": study_id, "study_name": name, "job_name": name},
+            "metadata": self.metadata(study_id, name),
             "entrypoint_num_cpus": 0,  # the driver only coordinates; trials reserve CPUs
         }
         while True:

@@ -100,6 +100,31 @@ def retire_stale_trials(storage: optuna.storages.BaseStorage, study_name: str) -
     return len(stale)
 
 
+def label_optuna_study(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    spec: StudySpec,
+    study_id: str,
+    entry: int,
+) -> None:
+    """Create the entry's Optuna study (if new) with what it belongs to as user attributes
+    (the service's study id, the optimizer's row label, the task), so that optuna-dashboard
+    pointed at the service's database says which study and row each Optuna study is.
+    ``OptunaSearch`` then loads it (it creates its study with ``load_if_exists``)."""
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, direction="minimize", load_if_exists=True
+    )
+    labels = {
+        "sensitivity_study_id": study_id,
+        "optimizer": spec.entries[entry].row,
+        "task": spec.task,
+        "objective": OPTIMIZED_METRIC,
+    }
+    for name, value in labels.items():
+        if study.user_attrs.get(name) != value:
+            study.set_user_attr(name, value)
+
+
 def make_searcher(
     spec: StudySpec,
     study_id: str,
@@ -115,6 +140,7 @@ def make_searcher(
     storage = optuna.storages.RDBStorage(database_url)
     study_name = optuna_study_name(study_id, entry)
     retire_stale_trials(storage, study_name)
+    label_optuna_study(storage, study_name, spec, study_id, entry)
     return OptunaSearch(
         metric=OPTIMIZED_METRIC,
         mode="min",

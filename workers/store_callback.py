@@ -12,11 +12,17 @@
   was lost to the cluster (its node went away while it was being placed or restarted, a path on
   which Tune does not retry) and goes back to ``pending`` for the driver's next round.
 
+Every outcome stored also writes one progress line to the driver's log (the Ray job's log,
+which the dashboard's Jobs tab shows): the trial's key, row, η and seed, its status, its final
+objective (or reason) and the study's counts, so the job log reads on its own
+(:func:`progress_line`).
+
 ``CancelStopper`` asks Tune to stop everything once the study is marked ``cancelled`` in SQL
 (checked at most once a second): finished results stay, running trials stop promptly.
 """
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -27,7 +33,8 @@ from ray.tune.experiment import Trial as TuneTrial
 
 from studies.settings import Settings
 from studies.store import Store, repository
-from studies.trial import Trial
+from studies.store.read_models import Progress
+from studies.trial import Trial, TrialRecord
 from workers.trainable import FINAL, PACK
 
 # Tune adds bookkeeping to every result; only these are the trainer's curves.
@@ -47,6 +54,30 @@ CURVE_METRICS = (
 
 # reported with the final result only (a statistic of the whole run)
 FINAL_ONLY_METRICS = ("objective_median", "schedule_ignored")
+
+log = logging.getLogger("workers.progress")
+
+
+def progress_line(record: TrialRecord, progress: Progress) -> str:
+    """One finished trial as a line of the job log, e.g. ``trial 3e75d678f35d9a50 sgd
+    η=0.0001 seed=0: completed, objective 1.234e-02 [12/315 finished: 11 completed,
+    1 diverged, 0 failed]``."""
+    eta = "auto" if record.eta is None else f"{record.eta:g}"
+    if record.status == "completed" and record.final_objective is not None:
+        outcome = f"objective {record.final_objective:.4g}"
+    else:
+        outcome = (record.reason or "no reason given").splitlines()[0][:200]
+    return (
+        f"trial {record.key} {record.optimizer} η={eta} seed={record.seed}: {record.status}, "
+        f"{outcome} [{progress.done}/{progress.total} finished: {progress.completed} completed, "
+        f"{progress.diverged} diverged, {progress.failed} failed]"
+    )
+
+
+def _log_progress(session: Any, study_id: str, key: str) -> None:
+    """Write the progress line of trial ``key``, whose outcome was just stored."""
+    record = repository.get_trial(session, study_id, key)
+    log.info(progress_line(record, repository.study_progress(session, study_id)))
 
 
 def _number(value: Any) -> float | None:
@@ -165,6 +196,8 @@ class StoreCallback(_StoreUser, tune.Callback):
                     reason=result.get("reason"),
                 )
                 self.outcomes[key] = result["outcome"]
+                session.flush()
+                _log_progress(session, self.study_id, key)
 
     def on_trial_error(self, iteration: int, trials: list, trial: TuneTrial, **info: Any) -> None:
         reason = _error_text(trial)
@@ -185,6 +218,8 @@ class StoreCallback(_StoreUser, tune.Callback):
                     session, self.study_id, key, status="failed", reason=reason
                 )
                 self.outcomes[key] = "failed"
+                session.flush()
+                _log_progress(session, self.study_id, key)
             else:
                 repository.requeue_trial(
                     session, self.study_id, key, reason=f"lost to the cluster: {reason}"

@@ -119,6 +119,8 @@ def service_settings(tmp_path_factory: pytest.TempPathFactory, ray_jobs_ready: s
 def service_url(service_settings: Settings) -> Iterator[str]:
     """The base URL of the real app served by uvicorn (studies run as Ray Jobs)."""
     with serve(create_app(service_settings)) as url:
+        # the port is only known now: the launcher reads the page links from these settings
+        service_settings.public_url = url
         yield url
 
 

@@ -74,6 +74,31 @@ def test_the_smoke_study_succeeds_with_every_trial_done(smoke_study: dict, ray_h
     assert wait_for_job(ray_head, job_id) == "SUCCEEDED"  # the driver exits after the study
 
 
+def test_the_ray_job_tells_the_story(
+    api: httpx.Client, smoke_study: dict, ray_head: Any, service_url: str
+):
+    """The Jobs tab reads on its own: the job names the study and links its page, and its log
+    has one progress line per finished trial (key, row, η, status, objective, counts)."""
+    job = httpx.get(f"{ray_head.dashboard_url}/api/jobs/{smoke_study['ray_job_id']}", timeout=10)
+    metadata = job.json()["metadata"]
+    assert metadata["study_id"] == smoke_study["id"]
+    assert metadata["study_name"] == smoke_study["name"] == "smoke"
+    assert metadata["page_url"] == f"{service_url}/ui/studies/{smoke_study['id']}"
+    logs = httpx.get(
+        f"{ray_head.dashboard_url}/api/jobs/{smoke_study['ray_job_id']}/logs", timeout=10
+    ).json()["logs"]
+    lines = [line for line in logs.splitlines() if "workers.progress trial " in line]
+    trials = api.get(f"/studies/{smoke_study['id']}/trials", params={"limit": 100}).json()["items"]
+    assert len(lines) == len(trials) == N_TRIALS
+    for trial in trials:
+        (line,) = [line for line in lines if f"trial {trial['key']} " in line]
+        assert f" {trial['optimizer']} η={trial['eta']:g} seed={trial['seed']}: " in line
+        assert f": {trial['status']}, " in line
+        if trial["status"] == "completed":
+            assert f"objective {trial['final_objective']:.4g} [" in line
+    assert f"[{N_TRIALS}/{N_TRIALS} finished" in lines[-1]
+
+
 def test_location_answers_the_same_study(api: httpx.Client, smoke_submission, smoke_study):
     response = api.get(smoke_submission.headers["location"])
     assert response.status_code == 200

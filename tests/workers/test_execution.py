@@ -4,6 +4,7 @@ crashes and cancels lose nothing."""
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import requests
 from studies.settings import Settings
 from studies.spec import expand_grid, parse_spec
 from studies.store import Store, repository
+from tests.postgres import free_port
 from tests.ray_cluster import driver_env, start_driver
 from workers.launcher import RayJobLauncher, driver_environment
 
@@ -245,6 +247,62 @@ def test_tpe_search_over_eta_finishes_its_budget(env):
     assert all(t.status in ("completed", "diverged") for t in rows)
     etas = [t.eta for t in rows]
     assert all(1e-3 <= eta <= 1.0 for eta in etas) and len(set(etas)) == 5
+    # what optuna-dashboard shows against the service's database: the study, labelled, with
+    # the five samples and the objectives the store holds
+    import optuna
+
+    storage = env_vars["SENSITIVITY_DATABASE_URL"]
+    (summary,) = [
+        s for s in optuna.get_all_study_summaries(storage) if s.study_name == f"{study_id}-0"
+    ]
+    assert summary.user_attrs == {
+        "sensitivity_study_id": study_id, "optimizer": "sgd", "task": SEARCH["task"],
+        "objective": "objective",
+    }  # fmt: skip
+    assert summary.n_trials == 5
+    optuna_trials = optuna.load_study(study_name=f"{study_id}-0", storage=storage).trials
+    assert sorted(t.params["eta"] for t in optuna_trials) == sorted(etas)
+    stored = {t.eta: t.final_objective for t in rows if t.status == "completed"}
+    assert stored and all(
+        t.value == pytest.approx(stored[t.params["eta"]], rel=1e-12)
+        for t in optuna_trials if t.params["eta"] in stored
+    )  # fmt: skip
+    # and optuna-dashboard itself, served against that database, lists it with its samples
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [str(Path(sys.executable).with_name("optuna-dashboard")), storage, "--port", str(port),
+         "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        listed = _dashboard_json(f"http://127.0.0.1:{port}/api/studies", dashboard)
+        (ours,) = [s for s in listed["study_summaries"] if s["study_name"] == f"{study_id}-0"]
+        attrs = {item["key"]: item["value"] for item in ours["user_attrs"]}
+        assert attrs["sensitivity_study_id"] == study_id and attrs["optimizer"] == "sgd"
+        detail = _dashboard_json(
+            f"http://127.0.0.1:{port}/api/studies/{ours['study_id']}", dashboard
+        )
+        assert len(detail["trials"]) == 5
+    finally:
+        dashboard.kill()
+        dashboard.wait(10)
+
+
+def _dashboard_json(url: str, dashboard: subprocess.Popen, timeout: float = 60.0) -> dict:
+    """GET ``url`` of the optuna-dashboard process as JSON, waiting for it to listen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if dashboard.poll() is not None:
+            pytest.fail(f"optuna-dashboard exited: {dashboard.stderr.read().decode()[-2000:]}")
+        try:
+            response = requests.get(url, timeout=10)
+            if response.status_code == 200:
+                return response.json()
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"optuna-dashboard did not answer {url} in {timeout:g} s")
+        time.sleep(0.5)
 
 
 def test_resumed_search_runs_its_interrupted_samples_again(env):

@@ -97,3 +97,28 @@ def test_requeue_never_undoes_a_result(study):
         assert repository.requeue_trial(session, study_id, keys[2], reason="lost") is False
     row = stored(store, study_id, keys[2])
     assert (row.status, row.final_objective, row.reason) == ("completed", 1.5, None)
+
+
+def test_every_stored_outcome_writes_a_progress_line(study, caplog):
+    store, study_id, trials, callback = study
+    keys = [t.key for t in trials]
+    caplog.set_level("INFO", logger="workers.progress")
+    with store.session() as session:
+        repository.mark_trial_running(session, study_id, keys[0])
+    callback.on_trial_result(0, [], tune_trial(trials[0], ""), {
+        "kind": "final", "step": 30, "outcome": "completed", "final_objective": 0.012345678,
+        "train_loss": 0.0123,
+    })  # fmt: skip
+    callback.on_trial_error(0, [], tune_trial(trials[1], "SIGSEGV in the worker"))  # 0 starts
+    with store.session() as session:
+        for _ in range(3):
+            repository.mark_trial_running(session, study_id, keys[2])
+    callback.on_trial_error(0, [], tune_trial(trials[2], "SIGSEGV in the worker"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "workers.progress"]
+    assert lines == [
+        f"trial {keys[0]} sgd η=0.1 seed=0: completed, objective 0.01235 "
+        "[1/3 finished: 1 completed, 0 diverged, 0 failed]",
+        # the trial lost to the cluster went back to pending: no outcome, no line
+        f"trial {keys[2]} sgd η=10 seed=0: failed, SIGSEGV in the worker "
+        "[2/3 finished: 1 completed, 0 diverged, 1 failed]",
+    ]
