@@ -21,7 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.dependencies import reject_nul_characters, require_read_token
 from service.exceptions import install_error_handlers
-from service.routers import analysis, catalog, pages, studies, trials
+from service.routers import analysis, catalog, live, pages, studies, trials
+from service.routers import compare as compare_routes
 from studies.lifecycle import Launcher
 from studies.reconciler import Reconciler, ReconcilerThread
 from studies.settings import Settings
@@ -137,4 +138,7 @@ def create_app(
     install_error_handlers(app)
     for module in (studies, trials, analysis, catalog, pages):
         app.include_router(module.router)
+    app.include_router(live.router)  # the live page's events, curves and plots
+    app.mount("/ui/static", live.static_files, name="static")  # the live page's script
+    app.include_router(compare_routes.router)  # GET /compare and its page /ui/compare
     return app

@@ -17,6 +17,11 @@ nothing else. Old versions are never looked up again and age out of the LRU. Bli
 accepted: a finished trial whose result is replaced by another one within the same microsecond
 as the latest change, or by a writer whose clock is behind, without any count changing.
 
+The version does not see a trial's curve points: a report writes them without touching the
+trial's row. The analyses read final values, which only the row holds, so their keys need no
+more; the answers drawn from the curves themselves (``/curves``, the live page's curve names,
+its event stream's token) add :func:`studies.store.repository.latest_steps` to their keys.
+
 :class:`AnswerCache` is a bounded LRU (entries and bytes) that is safe across the threadpool's
 threads, with one computation per key at a time: concurrent requests for an answer being
 computed wait for it instead of computing it again (a burst of requests for a cold importance

@@ -3,7 +3,7 @@
 ``ApiClient(base_url, token=None, timeout=30)`` has one method per endpoint and returns the
 route's response model (:mod:`service.models`, the same classes the server answers with:
 ``get_study(id) -> StudyOut``, ``robustness(id) -> Robustness``…), the image bytes
-(``heatmap(format="png"|"svg")``) or the CSV text (``export()``). Every failure raises
+(``heatmap(format="png"|"svg"|"pdf")``) or the CSV text (``export()``). Every failure raises
 :class:`ApiError`, the module's one exception:
 
 - an HTTP error (4xx/5xx): ``status`` is the HTTP status and ``detail`` the server's own message
@@ -15,6 +15,10 @@ route's response model (:mod:`service.models`, the same classes the server answe
 The token, when given, is sent as ``Authorization: Bearer <token>`` on every request (the
 service checks it on mutating requests only). The client keeps one connection pool: close it
 with :meth:`ApiClient.close` or use it as a context manager.
+
+``last_response`` is the last HTTP answer received (an error's too), for a caller that wants
+the body exactly as the service sent it (the CLI's ``--json``); :meth:`ApiClient.request` sends
+any request with the same error handling, for a route without a method of its own.
 """
 
 import json
@@ -28,6 +32,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from service.models import (
+    Comparison,
     ExportRow,
     Health,
     Heatmap,
@@ -37,9 +42,11 @@ from service.models import (
     Reproduction,
     Robustness,
     Sensitivity,
+    StudyExtension,
     StudyOut,
     StudyPage,
     TaskList,
+    TrialCurve,
     TrialOut,
     TrialPage,
     Tunability,
@@ -47,8 +54,12 @@ from service.models import (
 
 FINISHED = ("succeeded", "failed", "cancelled")  # a study in one of these will not change again
 # the slice/metric query parameters every analysis endpoint accepts (see routers/analysis.py)
-SELECTION_KEYS = ("metric", "direction", "batch_size", "radius", "weight_decay", "axes")
-ImageFormat = Literal["json", "png", "svg"]
+SELECTION_KEYS = (
+    "metric", "direction", "value", "batch_size", "radius", "weight_decay", "axes",
+)  # fmt: skip
+# what a drawn route answers: its JSON, or its figure in a format of studies.rendering.FORMATS
+# (every image method takes all of them: the server's routes share that registry)
+ImageFormat = Literal["json", "png", "svg", "pdf"]
 M = TypeVar("M")
 
 
@@ -88,7 +99,9 @@ def _selection_params(selection: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(selection) - set(SELECTION_KEYS))
     if unknown:
         raise TypeError(f"unknown selection {unknown[0]!r}; known: {', '.join(SELECTION_KEYS)}")
-    params = _given(**{key: selection.get(key) for key in ("metric", "direction", "batch_size")})
+    # value: "final" (the server's default) or "best", the value of each trial analysed
+    plain = ("metric", "direction", "value", "batch_size")
+    params = _given(**{key: selection.get(key) for key in plain})
     for key in ("radius", "weight_decay"):  # a number, or "none" for the None level of the axis
         if selection.get(key) is not None:
             params[key] = str(selection[key])
@@ -114,6 +127,7 @@ class ApiClient:
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self.last_response: httpx.Response | None = None  # see the module docstring
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -161,9 +175,23 @@ class ApiClient:
             raise ApiError(None, f"invalid service URL {self.base_url!r}: {error}") from None
         except httpx.HTTPError as error:
             raise ApiError(None, f"{method} {url} failed: {error}") from None
+        self.last_response = response
         if response.is_error:
             raise ApiError(response.status_code, _detail(response))
         return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send any request to the service (``path`` from the root, e.g. ``/compare``): its
+        2xx response, or :class:`ApiError` as for every method."""
+        return self._request(method, path, params=params, json_body=json_body, headers=headers)
 
     def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         """The answer of one request as ``model`` (an answer that is not: ApiError)."""
@@ -269,11 +297,17 @@ class ApiClient:
         *,
         optimizer: str | None = None,
         status: str | None = None,
+        eta_min: float | None = None,
+        eta_max: float | None = None,
         limit: int = 100,
         cursor: str | None = None,
     ) -> TrialPage:
-        """``GET /studies/{id}/trials``: a page of trials in creation order."""
-        params = _given(optimizer=optimizer, status=status, limit=limit, cursor=cursor)
+        """``GET /studies/{id}/trials``: a page of trials in creation order (filtered by
+        optimizer, status and ``eta_min ≤ η ≤ eta_max``)."""
+        params = _given(
+            optimizer=optimizer, status=status, eta_min=eta_min, eta_max=eta_max, limit=limit,
+            cursor=cursor,
+        )  # fmt: skip
         return self._model(TrialPage, "GET", f"{self._study(study_id)}/trials", params=params)
 
     def trial(self, study_id: str, key: str) -> TrialOut:
@@ -281,12 +315,22 @@ class ApiClient:
         path = f"{self._study(study_id)}/trials/{quote(key, safe='')}"
         return self._model(TrialOut, "GET", path)
 
+    def curve(
+        self, study_id: str, key: str, *, name: str | None = None, format: ImageFormat = "json"
+    ) -> TrialCurve | bytes:
+        """``GET /studies/{id}/trials/{key}/metrics``: the trial's reported points (of one
+        metric with ``name``) as a :class:`TrialCurve`, or their plot (PNG/SVG/PDF bytes)."""
+        path = f"{self._study(study_id)}/trials/{quote(key, safe='')}/metrics"
+        params = {**_given(name=name), "format": format}
+        response = self._request("GET", path, params=params)
+        return _parse(TrialCurve, response) if format == "json" else response.content
+
     # --- analysis ----------------------------------------------------------------------------
 
     def heatmap(
         self, study_id: str, format: ImageFormat = "json", **selection: Any
     ) -> Heatmap | bytes:
-        """``GET /studies/{id}/heatmap``: the :class:`Heatmap` or the PNG/SVG image (bytes).
+        """``GET /studies/{id}/heatmap``: the :class:`Heatmap` or the PNG/SVG/PDF image (bytes).
 
         ``selection``: ``metric``, ``direction``, ``batch_size``, ``radius``, ``weight_decay``
         (a number or ``"none"``) and ``axes`` (``{name: value}`` for the other axes).
@@ -301,10 +345,13 @@ class ApiClient:
         *,
         tolerance: float | None = None,
         threshold: float | None = None,
+        min_finite_fraction: float | None = None,
         **selection: Any,
     ) -> Robustness:
         """``GET /studies/{id}/robustness``: per optimizer (``ranges``) the good-η range."""
-        given = _given(tolerance=tolerance, threshold=threshold)
+        given = _given(
+            tolerance=tolerance, threshold=threshold, min_finite_fraction=min_finite_fraction
+        )
         params = {**_selection_params(selection), **given}
         return self._model(Robustness, "GET", f"{self._study(study_id)}/robustness", params=params)
 
@@ -314,18 +361,58 @@ class ApiClient:
         *,
         k_max: int | None = None,
         diverged: Literal["worst", "inf"] = "worst",
+        min_finite_fraction: float | None = None,
         **selection: Any,
     ) -> Tunability:
         """``GET /studies/{id}/tunability``: expected best after k η draws, CPE per optimizer."""
-        params = {**_selection_params(selection), "diverged": diverged, **_given(k_max=k_max)}
+        given = _given(k_max=k_max, min_finite_fraction=min_finite_fraction)
+        params = {**_selection_params(selection), "diverged": diverged, **given}
         return self._model(Tunability, "GET", f"{self._study(study_id)}/tunability", params=params)
 
-    def sensitivity(self, study_id: str, **selection: Any) -> Sensitivity:
-        """``GET /studies/{id}/sensitivity``: per optimizer the metric against η."""
-        params = _selection_params(selection)
-        return self._model(
-            Sensitivity, "GET", f"{self._study(study_id)}/sensitivity", params=params
-        )
+    def sensitivity(
+        self, study_id: str, format: ImageFormat = "json", **selection: Any
+    ) -> Sensitivity | bytes:
+        """``GET /studies/{id}/sensitivity``: per optimizer the metric against η, as a
+        :class:`Sensitivity` or its plot (PNG/SVG/PDF bytes); ``selection`` as for
+        :meth:`heatmap`."""
+        params = {**_selection_params(selection), "format": format}
+        response = self._request("GET", f"{self._study(study_id)}/sensitivity", params=params)
+        return _parse(Sensitivity, response) if format == "json" else response.content
+
+    def plot(
+        self,
+        study_id: str,
+        analysis: Literal["tunability", "importance"],
+        format: ImageFormat = "png",
+        **params: Any,
+    ) -> bytes:
+        """``GET /studies/{id}/plots/{analysis}``: the figure of ``/tunability`` or
+        ``/importance`` (``params``: that route's options and the ``selection``)."""
+        selection = {key: params.pop(key) for key in SELECTION_KEYS if key in params}
+        query = {**_selection_params(selection), **_given(**params), "format": format}
+        path = f"{self._study(study_id)}/plots/{quote(analysis, safe='')}"
+        return self._request("GET", path, params=query).content
+
+    def curves(
+        self,
+        study_id: str,
+        *,
+        metric: str | None = None,
+        optimizer: str | None = None,
+        eta: str | None = None,
+        format: ImageFormat = "json",
+        **slice: Any,
+    ) -> Any:
+        """``GET /studies/{id}/curves``: every trial's curve of ``metric`` (default
+        ``train_loss``) in one slice (``batch_size``, ``radius``, ``weight_decay``, ``axes``),
+        of one ``optimizer`` or one cell (and ``eta``: a number or ``"none"``): the JSON body
+        (``panels`` per optimizer) or the figure's bytes."""
+        query = {
+            **_selection_params(slice), **_given(metric=metric, optimizer=optimizer, eta=eta),
+            "format": format,
+        }  # fmt: skip
+        response = self._request("GET", f"{self._study(study_id)}/curves", params=query)
+        return response.json() if format == "json" else response.content
 
     def importance(
         self,
@@ -334,11 +421,12 @@ class ApiClient:
         optimizer: str | None = None,
         metric: str | None = None,
         direction: str | None = None,
+        value: str | None = None,
     ) -> ImportanceByOptimizer:
         """``GET /studies/{id}/importance``: per optimizer, the importance of each
         hyperparameter."""
         params = {
-            **_selection_params({"metric": metric, "direction": direction}),
+            **_selection_params({"metric": metric, "direction": direction, "value": value}),
             **_given(optimizer=optimizer),
         }
         return self._model(
@@ -357,3 +445,33 @@ class ApiClient:
             "GET", f"{self._study(study_id)}/export", params={"format": format}
         )
         return response.text if format == "csv" else _parse(list[ExportRow], response)
+
+    def extend(self, study_id: str, body: Mapping[str, Any]) -> StudyExtension:
+        """``POST /studies/{id}/extend``: add trials to a finished study (``body``: the values
+        to add, e.g. ``{"grid": {"eta": [0.3]}}``); a StudyExtension (the study, pending again,
+        and how many trials were ``added`` and ``reused``)."""
+        return self._model(
+            StudyExtension, "POST", f"{self._study(study_id)}/extend", json_body=dict(body)
+        )
+
+    def compare(
+        self,
+        studies: list[str] | tuple[str, ...],
+        *,
+        format: ImageFormat = "json",
+        min_finite_fraction: float | None = None,
+        tau_max: float | None = None,
+        **selection: Any,
+    ) -> Comparison | bytes:
+        """``GET /compare``: per optimizer across ``studies`` (ids) their good-η ranges, best
+        values and tunability, and the performance profiles: a Comparison, or the profile plot
+        (bytes) with ``format="png"|"svg"|"pdf"``. ``selection`` as for :meth:`heatmap`, ``value``
+        (``"final"``/``"best"``) included."""
+        params = {
+            **_selection_params(selection),
+            **_given(min_finite_fraction=min_finite_fraction, tau_max=tau_max),
+            "studies": ",".join(studies),
+            "format": format,
+        }
+        response = self._request("GET", "/compare", params=params)
+        return _parse(Comparison, response) if format == "json" else response.content

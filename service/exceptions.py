@@ -15,6 +15,7 @@ from optim.exceptions import OptimError
 from service.models import ErrorOut
 from studies.exceptions import (
     ClusterUnavailable,
+    ExtensionConflict,
     IdempotencyConflict,
     InvalidCursor,
     InvalidQuery,
@@ -50,6 +51,7 @@ STATUS_CODES: list[tuple[type[Exception], int]] = [
     (StudyNotFound, 404),
     (TrialNotFound, 404),
     (InvalidTransition, 409),
+    (ExtensionConflict, 409),
     (IdempotencyConflict, 422),
     (SpecError, 422),
     (InvalidCursor, 422),

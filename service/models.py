@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, model_validator
 
-from studies.analysis import CellStatus, Direction, json_safe
+from studies.analysis import CellStatus, Direction, ValueMode, json_safe
 
 # the analysis' own records are the wire shapes of a good-η range and a sensitivity point
 # (pydantic validates stdlib dataclasses; the parent model maps non-finite floats to null)
@@ -246,10 +246,19 @@ class ExportRow(ApiModel):
 
 
 class _Analysis(ApiModel):
+    # the trials' value the answer used (docs/analysis.md): ``final``, the stored final value;
+    # ``best``, the best value seen during training
+    value: ValueMode = "final"
+
     @classmethod
     def of(cls, info: Any) -> Self:
         """The model of an analysis info object (its JSON-safe ``to_dict()``)."""
         return cls.model_validate(info.to_dict())
+
+    @classmethod
+    def of_value(cls, info: Any, value: ValueMode) -> Self:
+        """The model of an analysis info object computed from the trials' ``value``."""
+        return cls.model_validate({**info.to_dict(), "value": value})
 
 
 class Heatmap(_Analysis):
@@ -471,13 +480,97 @@ class Health(ApiModel):
     ray: RayCheck
 
 
+# --- extensions -------------------------------------------------------------------------------
+
+
+class ExtensionOut(ApiModel):
+    """One entry of a study's extension history: when, from which status, what it added (by
+    field of the spec: ``grid.eta``, ``optimizers``, ``search.n_trials``…) and how many trials
+    it added and kept."""
+
+    at: str  # ISO 8601
+    from_status: StudyStatus
+    added: Json
+    trials_added: int
+    trials_reused: int
+
+
+class StudyExtension(ApiModel):
+    """The answer of ``POST /studies/{id}/extend``: the study as ``GET /studies/{id}`` shows it
+    (``pending`` again, its spec the merged one), how many trials the extension added (a
+    search: the samples it plans) and how many stored trials it kept as they were, and the
+    study's extension history, oldest first."""
+
+    study: StudyOut
+    added: int
+    reused: int
+    extensions: list[ExtensionOut]
+
+
+# --- comparing studies (GET /compare) ---------------------------------------------------------
+
+
+class StudyHeader(ApiModel):
+    """A study of the comparison: one problem of the performance profile."""
+
+    id: str
+    name: str
+    task: str
+    direction: Direction
+    slice: Json  # the slice read
+    cutoff: float | None  # the good-η cutoff of its robustness rule
+    reference_value: float | None  # the best value of any optimizer in that slice
+
+
+class StudyEntry(ApiModel):
+    """One optimizer in one study: its good-η range (as ``/robustness`` answers), best cell
+    and tunability."""
+
+    eta_low: float | None
+    eta_high: float | None  # null with includes_infinity: the range reaches ALI-G∞
+    decades: float | None
+    includes_infinity: bool
+    n_good: int
+    best_eta: float | None
+    best_value: float | None  # the cost t of the profile; null: every cell diverged
+    cpe: float | None  # tunability (diverged points: the slice's worst finite value)
+    p_k: list[float | None]
+    seeds: int
+    diverged_seeds: int
+
+
+class Profile(ApiModel):
+    """Dolan–Moré performance profiles; per-optimizer lists are in ``problems`` order."""
+
+    problems: list[str]  # study ids
+    optimizers: list[str]
+    costs: dict[str, list[float | None]]  # t_{p,s}: the best value; null: none
+    ratios: dict[str, list[float | None]]  # r_{p,s} = t_{p,s} / min_s t_{p,s}; null: ∞
+    tau: list[float]  # log grid from 1 to tau_max
+    rho: dict[str, list[float]]  # ρ_s(τ): share of studies with r_{p,s} ≤ τ
+    tau_max: float
+
+
+class Comparison(_Analysis):
+    """Per optimizer (label) and study, and the performance profiles over the studies."""
+
+    studies: list[StudyHeader]
+    # label -> study id -> its entry; null: that study did not run the optimizer
+    optimizers: dict[str, dict[str, StudyEntry | None]]
+    profile: Profile
+    metric: str
+    min_finite_fraction: float
+
+
 __all__ = [
     "ClaimOut",
+    "Comparison",
     "DatabaseDown",
     "DatabaseUp",
     "ErrorOut",
     "EtaRange",
     "ExportRow",
+    "ExtensionOut",
     "Health",
     "Heatmap",
     "Importance",
@@ -489,12 +582,16 @@ __all__ = [
     "OptionOut",
     "PresetList",
     "PresetOut",
+    "Profile",
     "Progress",
     "RayCheck",
     "Reproduction",
     "Robustness",
     "Sensitivity",
     "SensitivityPoint",
+    "StudyEntry",
+    "StudyExtension",
+    "StudyHeader",
     "StudyLinks",
     "StudyOut",
     "StudyPage",

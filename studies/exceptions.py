@@ -49,3 +49,8 @@ class ClusterUnavailable(StudyError):
     Nothing about the study changed because of it: a pending study stays pending and the
     reconciler launches it once the cluster answers again; never a reason to fail a study.
     """
+
+
+class ExtensionConflict(StudyError):
+    """An extension of a study asks for more than an addition (another task, budget, device,
+    changed options, fewer values, …); the message names the field and what is refused."""

@@ -1,4 +1,4 @@
-"""A study's lifecycle: submit, cancel, resume, delete, and a driver's start and end.
+"""A study's lifecycle: submit, cancel, resume, extend, delete, and a driver's start and end.
 
 Every action on a study goes through :class:`StudyLifecycle`, used by the API's routers, the CLI
 and the study driver alike; the routers only translate HTTP. The allowed status transitions are
@@ -28,9 +28,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from studies.exceptions import InvalidTransition, LimitExceeded, StudyNotFound, TooManyStudies
+from studies.extension import history_entry, plan_extension
 from studies.settings import Settings
 from studies.spec import StudySpec, expand_grid, planned_trial_count
 from studies.statuses import RESUME_SOURCES, STUDY_FINISHED, STUDY_UNFINISHED, StudyStatus
@@ -97,6 +99,16 @@ class DriverRun:
     study: StudyInfo
     spec: StudySpec
     reset_trials: int  # trials an earlier driver left running, back to pending
+
+
+@dataclass(frozen=True)
+class Extended:
+    """The outcome of an extension: the study (``pending``, launched again), how many trials it
+    added (a search: samples it plans) and how many stored trials it kept as they are."""
+
+    study: StudyInfo
+    added: int
+    reused: int
 
 
 class StudyLifecycle:
@@ -181,14 +193,23 @@ class StudyLifecycle:
                 repository.cancel_pending_trials(session, study_id)
         if study.ray_job_id and self.launcher is not None:
             threading.Thread(
-                target=self._stop_in_background, args=(study_id, study.ray_job_id), daemon=True
+                target=self._stop_in_background,
+                args=(study_id, study.ray_job_id, study.launch_attempt),
+                daemon=True,
             ).start()
         return study
 
-    def stop_cancelled_job(self, study_id: str, job_id: str, grace: float | None = None) -> None:
+    def stop_cancelled_job(
+        self,
+        study_id: str,
+        job_id: str,
+        grace: float | None = None,
+        launch_attempt: int | None = None,
+    ) -> None:
         """Wait up to ``grace`` seconds (default :data:`STOP_GRACE_SECONDS`) for a cancelled
         study's job to end, stop it otherwise, then mark the trials it left running
-        ``cancelled``."""
+        ``cancelled`` — unless the study was relaunched meanwhile (resumed or extended: it is
+        no longer the cancelled study of ``launch_attempt``), whose trials are the new run's."""
         launcher = self._require_launcher()
         deadline = time.monotonic() + (STOP_GRACE_SECONDS if grace is None else grace)
         while time.monotonic() < deadline:
@@ -198,11 +219,13 @@ class StudyLifecycle:
         else:
             launcher.stop(job_id)
         with contextlib.suppress(StudyNotFound), self.store.session() as session:  # deleted
-            repository.cancel_pending_trials(session, study_id, include_running=True)
+            repository.cancel_pending_trials(
+                session, study_id, include_running=True, cancelled_at_launch=launch_attempt
+            )
 
-    def _stop_in_background(self, study_id: str, job_id: str) -> None:
+    def _stop_in_background(self, study_id: str, job_id: str, launch_attempt: int) -> None:
         try:
-            self.stop_cancelled_job(study_id, job_id)
+            self.stop_cancelled_job(study_id, job_id, launch_attempt=launch_attempt)
         except Exception:  # nobody waits for this thread: say what went wrong
             log.exception("could not stop the job %s of cancelled study %s", job_id, study_id)
 
@@ -224,6 +247,52 @@ class StudyLifecycle:
                 "look at it again"
             )
         return launched
+
+    def extend(self, study_id: str, body: Any, *, limits: Limits | None = None) -> Extended:
+        """Add trials to a finished study (``succeeded``, ``failed`` or ``cancelled``) and run
+        them: the stored spec becomes the merged one (:func:`studies.extension.plan_extension`),
+        the new trials are inserted, the study's history gets an entry, and the next launch runs
+        every unfinished trial — the new ones, and what a failed or cancelled study left
+        unfinished; finished trials are never run again nor changed.
+
+        Refused (InvalidTransition) while the study is pending or running ("cancel it or wait"),
+        while its job still runs, and when it changed meanwhile (another resume or extension
+        won). ExtensionConflict / SpecError from the plan; TooManyStudies over
+        ``limits.max_unfinished_studies``; ClusterUnavailable as for a resume (the study stays
+        ``pending`` with its launch reserved and the extension stored).
+        """
+        self._require_launcher()
+        with self.store.session() as session:
+            study = repository.get_study(session, study_id)
+        if study.status in STUDY_UNFINISHED:
+            raise InvalidTransition(
+                f"study {study_id} is {study.status}: cancel it or wait for it to finish "
+                "before extending it"
+            )
+        with self.store.session() as session:
+            keys = [record.key for record in repository.trial_records(session, study_id)]
+        plan = plan_extension(study.spec, keys, body, limits=limits)
+        # after the plan: a body that is not an extension is refused whatever the job does
+        self._require_job_ended(study, "extending")
+        entry = history_entry(plan, datetime.now(UTC), study.status)
+        attempt = study.launch_attempt
+        with self.store.session() as session:
+            if limits is not None:
+                self._check_unfinished(session, limits.max_unfinished_studies)
+            # one transaction: the extension is stored exactly when its launch is reserved
+            extended = repository.extend_study(
+                session, study_id, spec=plan.document(), extension=entry,
+                trials=plan.new_trials, status=study.status, launch_attempt=attempt,
+            )  # fmt: skip
+            reserved = extended and repository.reserve_launch(
+                session, study_id, launch_attempt=attempt, sources=(study.status,)
+            )
+            if not reserved:
+                raise InvalidTransition(
+                    f"study {study_id} changed while extending (another resume or extension "
+                    "won): look at it again"
+                )
+        return Extended(self._submit_launch(reserved, attempt), plan.n_added, plan.n_reused)
 
     def delete(self, study_id: str) -> None:
         """Delete a finished study (whose job has ended), all its rows and what its runs left

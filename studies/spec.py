@@ -211,10 +211,17 @@ class Execution(_Strict):
     ``packing: auto`` trains trials that differ only in η, radius, optimizer or its options (and
     seed) as one vectorised model per pack where the task and optimizer have a packed form;
     ``off`` runs one model per trial. ``max_pack_size`` bounds the members of one pack.
+
+    ``checkpoint_every``: an unpacked trial checkpoints its whole training state every this many
+    reports — every N epochs for epoch budgets (one report per epoch), every N × ``report_every``
+    steps for step budgets — and a trial restarted after a lost worker, node or driver continues
+    from its last checkpoint (docs/architecture.md, "Checkpoints"); 0: no checkpoints. Packs
+    never checkpoint.
     """
 
     packing: Literal["auto", "off"] = "auto"
     max_pack_size: Annotated[int, Field(ge=1, le=1024)] = 128
+    checkpoint_every: Annotated[int, Field(ge=0, le=100_000)] = 1
 
 
 class StudySpec(_Strict):

@@ -28,3 +28,10 @@ class DivergenceMonitor:
             initial = self.initial_loss
             return f"loss {loss:.3g} exceeded {self.factor:g} × (1 + initial loss {initial:.3g})"
         return None
+
+    def state_dict(self) -> dict[str, float | None]:
+        """What a checkpoint keeps: the first loss (the factor is the trial's configuration)."""
+        return {"initial_loss": self.initial_loss}
+
+    def load_state_dict(self, state: dict[str, float | None]) -> None:
+        self.initial_loss = state["initial_loss"]

@@ -15,3 +15,7 @@ class TaskDataError(TaskConfigError):
 
 class LaunchError(WorkerError):
     """A study could not be launched (Ray unreachable, job submission refused)."""
+
+
+class CheckpointError(WorkerError):
+    """A trial's checkpoint cannot be used (unreadable, another format, another trial's)."""

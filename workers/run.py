@@ -16,7 +16,13 @@
    ``cancelled`` when it was cancelled meanwhile (its running trials become ``cancelled``).
 
 Running it again for an interrupted study runs only what is not finished: the database, not
-Tune's experiment directory, is the source of truth.
+Tune's experiment directory, is the source of truth. What the experiment directories add is the
+trials' checkpoints (``execution.checkpoint_every``; :mod:`workers.checkpoints`): each Tune run
+keeps the last ``KEEP_CHECKPOINTS`` of each trial (``CheckpointConfig(num_to_keep)``), Tune's
+retry of a crashed trial continues from its last one, and every round hands its trials the
+latest checkpoint earlier runs left of each (``resume_from``), so a trial interrupted with its
+driver continues too. After a round the checkpoints of trials finished in SQL are deleted; the
+rest go with the study (``RayJobLauncher.forget`` removes its experiment directories).
 """
 
 import argparse
@@ -24,6 +30,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from studies.lifecycle import StudyLifecycle
@@ -32,12 +39,16 @@ from studies.spec import StudySpec
 from studies.statuses import TRIAL_FINISHED
 from studies.store import Store, repository
 from studies.trial import TrialRecord
+from workers.checkpoints import latest_checkpoints, remove_checkpoints
 from workers.ray_env import apply_ray_environment
 
 log = logging.getLogger("workers.run")
 # Tune runs after the first one, each for the trials the one before lost to the cluster (a node
 # gone while a trial was being placed or restarted: Tune ends those trials without a retry)
 LOST_TRIAL_ROUNDS = 3
+# checkpoints Tune keeps per trial: the last, and the one before (a driver that died while the
+# last was being copied finds that one incomplete and continues from the one before)
+KEEP_CHECKPOINTS = 2
 
 
 def _samples_left(n_trials: int, records: list[TrialRecord], row: str) -> int:
@@ -113,6 +124,7 @@ class StudyDriver:
                 name=name,
                 storage_path=str(storage),
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 stop=CancelStopper(self.store, self.study_id),
                 verbose=1,
             ),
@@ -154,12 +166,44 @@ class StudyDriver:
             [t.to_json() for t in pack] if len(pack) > 1 else pack[0].to_json() for pack in packs
         ]
         tuner = tune.Tuner(
-            tune.with_resources(train, parts["resources"]),
+            tune.with_resources(
+                tune.with_parameters(train, **self._checkpointing(spec)), parts["resources"]
+            ),
             param_space={"trial": tune.grid_search(entries)},
             tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=run_config,
         )
         tuner.fit()
+        self._remove_finished_checkpoints()
+
+    # ------------------------------------------------------------------------------ checkpoints
+
+    def _experiment_dirs(self) -> list[Path]:
+        """Tune's experiment directories of this study (a grid's, a search's one per entry)."""
+        storage = self.settings.resolved_storage_path
+        return [storage / f"study-{self.study_id}", *storage.glob(f"study-{self.study_id}-*")]
+
+    def _checkpointing(self, spec: StudySpec) -> dict[str, Any]:
+        """The trainable's checkpoint parameters: the cadence and, per trial key, the latest
+        checkpoint an earlier run left (a driver that died, a round that lost the trial)."""
+        resume_from = latest_checkpoints(self._experiment_dirs())
+        if resume_from:
+            log.info("study %s: %d trials continue from checkpoints", self.study_id,
+                     len(resume_from))  # fmt: skip
+        return {"checkpoint_every": spec.execution.checkpoint_every, "resume_from": resume_from}
+
+    def _remove_finished_checkpoints(self) -> None:
+        """Delete the checkpoints of trials finished in SQL: nothing continues them."""
+        with self.store.session() as session:
+            finished = {
+                r.key
+                for r in repository.trial_records(session, self.study_id)
+                if r.status in TRIAL_FINISHED
+            }
+        removed = remove_checkpoints(self._experiment_dirs(), finished)
+        if removed:
+            log.info("study %s: removed %d checkpoints of finished trials", self.study_id,
+                     removed)  # fmt: skip
 
     def _slots(self, spec: StudySpec) -> int:
         """How many trials of ``spec``'s resources the cluster can run at once (at least 1)."""
@@ -207,7 +251,8 @@ class StudyDriver:
             ]
             tuner = tune.Tuner(
                 tune.with_resources(
-                    tune.with_parameters(train, trial_of=sampled), parts["resources"]
+                    tune.with_parameters(train, trial_of=sampled, **self._checkpointing(spec)),
+                    parts["resources"],
                 ),
                 param_space=search_space(spec.search),
                 tune_config=tune.TuneConfig(
@@ -220,6 +265,7 @@ class StudyDriver:
                 run_config=run_config,
             )
             tuner.fit()
+            self._remove_finished_checkpoints()
             if self.lifecycle.is_cancelled(self.study_id):
                 return
 

@@ -49,12 +49,27 @@ def _grid_values(low: float, high: float, log: bool, points: int) -> list[float]
     return [float(f"{v:.12g}") for v in values]
 
 
-def make_sampler(search: Search) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded; ``grid`` covers each range with ``grid_points`` values."""
+def sampler_seed(search: Search, history: int) -> int | None:
+    """The seed of a driver's sampler when the Optuna study already holds ``history`` trials.
+
+    A fresh search (``history`` 0) uses the spec's seed as it is. A search that continues
+    (resumed after a driver died, or extended to more samples) must not: a random sampler, and
+    TPE during its random start-up trials, seeded as before would propose the first samples
+    again, whose trials are already stored under the same keys. The seed is then drawn from
+    ``(seed, history)``, still reproducible for the same history."""
+    if search.seed is None or history == 0:
+        return search.seed
+    return int(np.random.SeedSequence([search.seed, history]).generate_state(1)[0])
+
+
+def make_sampler(search: Search, history: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded (:func:`sampler_seed`); ``grid`` covers each range with
+    ``grid_points`` values (the grid sampler skips the points its study has run)."""
+    seed = sampler_seed(search, history)
     if search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=search.seed)
+        return optuna.samplers.TPESampler(seed=seed)
     if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     grid: dict[str, list[Any]] = {
         "eta": _grid_values(search.eta.low, search.eta.high, search.eta.log, search.grid_points)
     }
@@ -64,7 +79,7 @@ def make_sampler(search: Search) -> optuna.samplers.BaseSampler:
         bounds = getattr(search, name)
         if bounds is not None:
             grid[name] = _grid_values(bounds.low, bounds.high, bounds.log, search.grid_points)
-    return optuna.samplers.GridSampler(grid, seed=search.seed)
+    return optuna.samplers.GridSampler(grid, seed=seed)
 
 
 def optuna_study_name(study_id: str, entry: int) -> str:
@@ -106,11 +121,12 @@ def label_optuna_study(
     spec: StudySpec,
     study_id: str,
     entry: int,
-) -> None:
+) -> int:
     """Create the entry's Optuna study (if new) with what it belongs to as user attributes
     (the service's study id, the optimizer's row label, the task), so that optuna-dashboard
     pointed at the service's database says which study and row each Optuna study is.
-    ``OptunaSearch`` then loads it (it creates its study with ``load_if_exists``)."""
+    ``OptunaSearch`` then loads it (it creates its study with ``load_if_exists``). Returns how
+    many trials the study already holds (the sampler's history)."""
     study = optuna.create_study(
         storage=storage, study_name=study_name, direction="minimize", load_if_exists=True
     )
@@ -123,6 +139,7 @@ def label_optuna_study(
     for name, value in labels.items():
         if study.user_attrs.get(name) != value:
             study.set_user_attr(name, value)
+    return len(study.get_trials(deepcopy=False))
 
 
 def make_searcher(
@@ -140,11 +157,11 @@ def make_searcher(
     storage = optuna.storages.RDBStorage(database_url)
     study_name = optuna_study_name(study_id, entry)
     retire_stale_trials(storage, study_name)
-    label_optuna_study(storage, study_name, spec, study_id, entry)
+    history = label_optuna_study(storage, study_name, spec, study_id, entry)
     return OptunaSearch(
         metric=OPTIMIZED_METRIC,
         mode="min",
-        sampler=make_sampler(spec.search),
+        sampler=make_sampler(spec.search, history),
         study_name=study_name,
         storage=storage,
         points_to_evaluate=points_to_evaluate or None,

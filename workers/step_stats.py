@@ -38,3 +38,14 @@ class StepSizeStats:
         }
         self.total, self.capped, self.count = 0.0, 0, 0
         return result
+
+    def state_dict(self) -> dict[str, float | int]:
+        """The sums since the last flush (zero at a report, where checkpoints are taken)."""
+        return {"total": self.total, "capped": self.capped, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        self.total, self.capped, self.count = (
+            float(state["total"]),
+            int(state["capped"]),
+            int(state["count"]),
+        )

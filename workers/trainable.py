@@ -10,22 +10,38 @@ metrics and, for members that ended there, its outcome. A configuration that can
 missing data set, a bad option) is reported as a ``failed`` outcome instead of raising, so Tune
 does not retry what can never succeed; a crash of the process is retried by Tune
 (``FailureConfig``).
+
+**Checkpoints** (docs/architecture.md, "Checkpoints"). A single trial checkpoints its training
+state every ``checkpoint_every`` reports (:mod:`workers.checkpoints`): the report is sent with
+``tune.report(metrics, checkpoint=Checkpoint.from_directory(...))``. On start it continues from
+``tune.get_checkpoint()`` — Tune's retry of a trial whose worker or node died — or else from
+``resume_from[key]``, the latest checkpoint a dead driver's run left of this trial (the driver
+finds them). Continued after a driver's death, it first sends the checkpoint's reports again:
+the dead driver may not have stored the last ones, and storing a point again is harmless (the
+store keeps one value per trial, step and metric). An unreadable checkpoint is logged and the
+trial starts from the beginning. A continued run's progress reports carry ``resumed_from_epoch``
+and ``resumed_from_step`` (in Tune's results only; the store keeps the curves). Packs do not
+checkpoint.
 """
 
 import json
+import logging
 import math
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ray import tune
 
 from optim.exceptions import OptimError
 from studies.trial import Trial
-from workers.exceptions import TaskConfigError
+from workers.checkpoints import read_checkpoint, write_checkpoint
+from workers.exceptions import CheckpointError, TaskConfigError
 from workers.packed_trainer import run_pack
-from workers.trainer import TrialResult, run_trial
+from workers.trainer import Checkpointing, TrialResult, run_trial
 
 TrialSource = Callable[[dict[str, Any]], Trial]  # Tune config -> the trial it runs
+log = logging.getLogger("workers.trainable")
 FINAL = "final"
 PROGRESS = "progress"
 PACK = "pack"
@@ -97,22 +113,68 @@ def objective_for_search(status: str, value: float | None) -> float:
     )
 
 
-def train(config: dict[str, Any], trial_of: TrialSource = grid_trial) -> None:
+def restored_state(key: str, resume_from: Mapping[str, str]) -> tuple[dict[str, Any] | None, bool]:
+    """The training state trial ``key`` continues from, and whether it comes from a dead
+    driver's run (``resume_from``) rather than from Tune's retry (``tune.get_checkpoint()``)."""
+    checkpoint = tune.get_checkpoint()
+    earlier_run = checkpoint is None and key in resume_from
+    if earlier_run:
+        checkpoint = tune.Checkpoint(resume_from[key])
+    if checkpoint is None:
+        return None, False
+    try:
+        with checkpoint.as_directory() as directory:
+            state = read_checkpoint(directory, key)
+    except CheckpointError as error:
+        log.warning("trial %s: %s; training from the start", key, error)
+        return None, False
+    log.info("trial %s: continuing from the checkpoint at step %d (epoch %d)", key,
+             state["steps"], state["epochs"])  # fmt: skip
+    return state, earlier_run
+
+
+def train(
+    config: dict[str, Any],
+    trial_of: TrialSource = grid_trial,
+    checkpoint_every: int = 0,
+    resume_from: Mapping[str, str] | None = None,
+) -> None:
     """Run the trial of Tune's ``config`` and report to Tune (a search passes its
-    :class:`~workers.search.SampledTrials` as ``trial_of`` via ``tune.with_parameters``)."""
+    :class:`~workers.search.SampledTrials` as ``trial_of`` via ``tune.with_parameters``; the
+    driver passes the checkpoint cadence and the checkpoints of its trials the same way)."""
     if isinstance(config.get("trial"), list):
         train_pack(grid_trials(config))
         return
     trial = trial_of(config)
     key = trial.key
 
-    def report(metrics: dict[str, float]) -> None:
+    state, earlier_run = restored_state(key, resume_from or {})
+    # Tune's results (not the store) of a continued run say where it continued from
+    resumed = (
+        {} if state is None
+        else {"resumed_from_epoch": state["epochs"], "resumed_from_step": state["steps"]}
+    )  # fmt: skip
+
+    def progress(metrics: dict[str, float]) -> dict[str, Any]:
         # Tune insists that every result carries the searcher's metric: the running loss here
         running = metrics.get("train_loss", math.inf)
-        tune.report({**metrics, "kind": PROGRESS, "key": key, "objective": running})
+        return {**metrics, **resumed, "kind": PROGRESS, "key": key, "objective": running}
 
+    def report(metrics: dict[str, float]) -> None:
+        tune.report(progress(metrics))
+
+    def save(metrics: dict[str, float], current: dict[str, Any]) -> None:
+        # Tune copies the directory into the trial's storage before report returns
+        with tempfile.TemporaryDirectory(prefix="sensitivity-checkpoint-") as directory:
+            write_checkpoint(directory, key, current)
+            tune.report(progress(metrics), checkpoint=tune.Checkpoint.from_directory(directory))
+
+    if state is not None and earlier_run:
+        for metrics in state["curve"]:
+            report(metrics)
+    checkpointing = Checkpointing(checkpoint_every, save) if checkpoint_every > 0 else None
     try:
-        result = run_trial(trial.config, report)
+        result = run_trial(trial.config, report, checkpointing=checkpointing, resume=state)
     except (TaskConfigError, OptimError, FileNotFoundError) as error:
         tune.report({"kind": FINAL, "key": key, "outcome": "failed", "reason": str(error),
                      "objective": math.inf})  # fmt: skip

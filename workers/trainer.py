@@ -26,6 +26,16 @@ not finite or exceeds ``divergence_factor × (1 + initial loss)``; it then stops
 objective is ``None``.
 
 AALIG gets its per-sample closure and the ``end_epoch()`` calls from here, never from task code.
+
+**Checkpoints.** With ``checkpointing`` (:class:`Checkpointing`), every ``every``-th report goes
+to ``checkpointing.save(metrics, state)`` instead of ``report``, with the run's whole state
+(:meth:`TrainingRun.state_dict`, written to disk by :mod:`workers.checkpoints`): after every N
+epochs (epoch budgets), after every N reports of ``report_every`` steps (step budgets). A report
+that ends a trial as diverged never carries one. ``run_trial(config, resume=state)`` continues
+such a state in a fresh process and ends exactly where the uninterrupted run ends: the same
+parameters, objective, reports and outcome (``wall_time`` aside, which continues from the
+checkpoint's). Step budgets resume exactly because their stream (the DNC's sequences) is drawn
+from the trial's generator batch by batch, as the loop asks for it.
 """
 
 import math
@@ -45,6 +55,7 @@ from optim.exceptions import OptimError
 from optim.registry import build_optimizer
 from studies.catalog.optimizers import optimizer_info
 from studies.trial import TrialConfig
+from workers.checkpoints import rng_state, set_rng_state
 from workers.divergence import DivergenceMonitor
 from workers.exceptions import TaskConfigError
 from workers.schedules import build_scheduler, current_lr
@@ -53,6 +64,8 @@ from workers.tasks.base import Batch, Task
 from workers.tasks.registry import build_task
 
 Report = Callable[[dict[str, float]], None]
+# a report that also carries the run's state to checkpoint: (metrics, TrainingRun.state_dict())
+SaveReport = Callable[[dict[str, float], dict[str, Any]], None]
 DEFAULT_REPORTS_PER_TRIAL = 20  # step budgets: report every budget // 20 steps by default
 
 
@@ -83,6 +96,18 @@ class TrialResult:
 
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """When a trial checkpoints (every ``every``-th report; 0: never) and how (``save``)."""
+
+    every: int
+    save: SaveReport
+
+    def due(self, reports: int) -> bool:
+        """Whether the ``reports``-th report (1-based) carries a checkpoint."""
+        return self.every > 0 and reports % self.every == 0
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -125,9 +150,12 @@ def _optimizer_options(config: TrialConfig, task: Task) -> dict[str, Any]:
 class TrainingRun:
     """The state of one running trial (model, optimizer, monitors) and its training step."""
 
-    def __init__(self, config: TrialConfig, report: Report) -> None:
+    def __init__(
+        self, config: TrialConfig, report: Report, checkpointing: Checkpointing | None = None
+    ) -> None:
         self.config = config
         self.report_fn = report
+        self.checkpointing = checkpointing
         self.device = resolve_device(config.device)
         # More threads than the trial's CPU share makes OpenMP spin against other trials: a
         # 10×6 model ran 60× slower with 2 threads than with 1 on a loaded 2-core machine.
@@ -169,6 +197,10 @@ class TrainingRun:
         self.epochs = 0
         self.interval_losses: list[float] = []
         self.last_metrics: dict[str, float] = {}
+        self.curve: list[dict[str, float]] = []  # every report so far, in order
+        # the loops' running objectives: the last epoch's losses, the trailing window of steps
+        self.epoch_losses: list[float] = []
+        self.recent: deque[float] = deque(maxlen=_objective_window(self))
 
     def train_step(self, batch: Batch) -> str | None:
         """One optimizer step on ``batch``; returns a divergence reason or ``None``."""
@@ -203,8 +235,9 @@ class TrainingRun:
         self.interval_losses.append(value)
         return None
 
-    def report(self) -> dict[str, float]:
-        """Evaluate, send one report and return its metrics."""
+    def report(self, checkpoint: bool = True) -> dict[str, float]:
+        """Evaluate, send one report (with a checkpoint when one is due and ``checkpoint``)
+        and return its metrics."""
         metrics: dict[str, float] = {"step": self.steps, "epoch": self.epochs}
         if self.interval_losses:
             metrics["train_loss"] = sum(self.interval_losses) / len(self.interval_losses)
@@ -217,8 +250,59 @@ class TrainingRun:
         metrics["wall_time"] = time.perf_counter() - self.started
         self.interval_losses = []
         self.last_metrics = metrics
-        self.report_fn(metrics)
+        self.curve.append(metrics)
+        if checkpoint and self.checkpointing and self.checkpointing.due(len(self.curve)):
+            self.checkpointing.save(metrics, self.state_dict())
+        else:
+            self.report_fn(metrics)
         return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the rest of the run depends on (see :mod:`workers.checkpoints`).
+
+        The tensors are the live ones: serialise the state before the next step.
+        """
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "monitor": self.monitor.state_dict(),
+            "step_stats": self.step_stats.state_dict(),
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "step_lr": self.step_lr,
+            "interval_losses": list(self.interval_losses),
+            "epoch_losses": list(self.epoch_losses),
+            "recent": list(self.recent),
+            "curve": [dict(metrics) for metrics in self.curve],
+            "wall_time": time.perf_counter() - self.started,
+            "rng": rng_state(self.generator),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (of a run of the same config, in a fresh run)."""
+        if (state["scheduler"] is None) != (self.scheduler is None) or (
+            state["scaler"] is None
+        ) != (self.scaler is None):
+            raise TaskConfigError("resume: the checkpoint was taken with another schedule or AMP")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.monitor.load_state_dict(state["monitor"])
+        self.step_stats.load_state_dict(state["step_stats"])
+        self.steps, self.epochs = int(state["steps"]), int(state["epochs"])
+        self.step_lr = state["step_lr"]
+        self.interval_losses = list(state["interval_losses"])
+        self.epoch_losses = list(state["epoch_losses"])
+        self.recent = deque(state["recent"], maxlen=self.recent.maxlen)
+        self.curve = [dict(metrics) for metrics in state["curve"]]
+        self.last_metrics = dict(self.curve[-1]) if self.curve else {}
+        self.started = time.perf_counter() - float(state["wall_time"])
+        set_rng_state(state["rng"], self.generator)  # last: building the run drew from them
 
     def run(self) -> TrialResult:
         """Train to the end of the budget (or the divergence) with the task's schedule."""
@@ -236,25 +320,37 @@ class TrainingRun:
         )
 
 
+def _objective_window(trial: TrainingRun) -> int:
+    """Step budgets: how many trailing steps the objective averages."""
+    budget = trial.config.budget
+    return min(getattr(trial.task.options, "objective_window", 100), max(1, budget // 100))
+
+
 def _run_epochs(trial: TrainingRun) -> TrialResult:
-    """Epoch budget: report after every epoch; the objective is the last epoch's mean loss."""
+    """Epoch budget: report after every epoch; the objective is the last epoch's mean loss.
+
+    Starts at ``trial.epochs`` (a resumed run); a checkpoint is taken at an epoch's report,
+    after everything the epoch changes (AALIG's ``end_epoch``, the schedule's step).
+    """
     end_epoch = getattr(trial.optimizer, "end_epoch", None)
-    epoch_losses: list[float] = []
-    for _ in range(trial.config.budget):
-        epoch_losses = []
+    for _ in range(trial.epochs, trial.config.budget):
+        trial.epoch_losses = []
         for batch in trial.task.train_batches(trial.config.batch_size, trial.generator):
             reason = trial.train_step(batch)
             if reason is not None:
-                trial.report()
+                trial.report(checkpoint=False)
                 return trial.result(None, reason)
-            epoch_losses.append(trial.interval_losses[-1])
+            trial.epoch_losses.append(trial.interval_losses[-1])
         trial.epochs += 1
         if end_epoch is not None:
             end_epoch()
-        trial.report()
-        if trial.scheduler is not None:  # epoch budgets: the schedule moves once per epoch
+        # epoch budgets: the schedule moves once per epoch (before the report, so that a
+        # checkpoint taken there holds it; the report's ``lr`` is the epoch's, taken per step)
+        if trial.scheduler is not None:
             trial.scheduler.step()
-    objective = sum(epoch_losses) / len(epoch_losses) if epoch_losses else None
+        trial.report()
+    losses = trial.epoch_losses
+    objective = sum(losses) / len(losses) if losses else None
     return trial.result(objective, None)
 
 
@@ -266,15 +362,15 @@ def _run_steps(trial: TrainingRun) -> TrialResult:
     """
     budget = trial.config.budget
     every = trial.config.report_every or max(1, budget // DEFAULT_REPORTS_PER_TRIAL)
-    window = min(getattr(trial.task.options, "objective_window", 100), max(1, budget // 100))
-    recent: deque[float] = deque(maxlen=window)
+    recent = trial.recent
+    # a resumed run draws the rest of the stream from the generator's checkpointed state
     batches: Iterator[Batch] = iter(
         trial.task.train_batches(trial.config.batch_size, trial.generator)
     )
-    for _ in range(budget):
+    for _ in range(trial.steps, budget):
         reason = trial.train_step(next(batches))
         if reason is not None:
-            trial.report()
+            trial.report(checkpoint=False)
             return trial.result(None, reason)
         recent.append(trial.interval_losses[-1])
         if trial.steps % every == 0 or trial.steps == budget:
@@ -290,15 +386,24 @@ SCHEDULES: dict[str, Callable[[TrainingRun], TrialResult]] = {
 }
 
 
-def run_trial(config: TrialConfig | dict[str, Any], report: Report | None = None) -> TrialResult:
-    """Train one trial to the end of its budget or its divergence (see the module docstring).
+def run_trial(
+    config: TrialConfig | dict[str, Any],
+    report: Report | None = None,
+    *,
+    checkpointing: Checkpointing | None = None,
+    resume: dict[str, Any] | None = None,
+) -> TrialResult:
+    """Train one trial to the end of its budget or its divergence (see the module docstring),
+    checkpointing as ``checkpointing`` says and continuing from the state ``resume`` if given.
 
     Raises :class:`~workers.exceptions.TaskConfigError` for a configuration that cannot run
     (unknown task or option, an optimizer unfit for the task, CUDA requested without one).
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.model_validate(config)
-    trial = TrainingRun(config, report or (lambda metrics: None))
+    trial = TrainingRun(config, report or (lambda metrics: None), checkpointing)
+    if resume is not None:
+        trial.load_state_dict(resume)
     result = trial.run()
     if result.final_objective is not None and not math.isfinite(result.final_objective):
         return TrialResult(

@@ -1,5 +1,11 @@
 """The answers: heatmap, good-η ranges, tunability, importance, sensitivity curves, CSV export.
 
+Each analysis reads the trials' final values or, with ``value=best``, the best value each trial
+reached during training (:mod:`studies.analysis.values`, docs/analysis.md): the records are
+mapped once (:meth:`Selection.records_for`) before any analysis runs, the best values coming
+from the stored curves (:func:`curve_extremes`, one aggregate query of the store), and every
+JSON answer carries the ``value`` it used.
+
 Every answer (JSON, image, export) is computed once per study version and served from the
 app's :class:`~service.cache.AnswerCache` until a trial of the study changes (see
 :mod:`service.cache`): a repeated request costs two small queries (the study, its version)
@@ -34,6 +40,7 @@ from service.models import (
     Tunability,
 )
 from studies import analysis, rendering
+from studies.analysis import CurveExtremes, Extremes, ValueMode
 from studies.catalog.tasks import TASKS
 from studies.reproduction import study_reproduction
 from studies.store import StudyInfo, repository
@@ -41,15 +48,20 @@ from studies.trial import TrialRecord
 
 # the share of a cell's seeds that must be finite for it to count as working (default: all)
 MinFiniteFraction = Annotated[float, Query(gt=0, le=1, description="share of seeds finite")]
+# which value of each trial the analyses read (docs/analysis.md)
+ValueQuery = Annotated[
+    ValueMode,
+    Query(description="final: the stored final value; best: the best seen during training"),
+]
 router = APIRouter(
     prefix="/studies/{study_id}", tags=["analysis"], responses=error_responses(404, 422)
 )
-ImageFormat = Literal["json", "png", "svg"]
-# the 200 of an analysis that is drawn on request (format=png|svg) besides its JSON
+ImageFormat = Literal["json", "png", "svg", "pdf"]  # json, or a format of rendering.FORMATS
+# the 200 of an analysis that is drawn on request (format=png|svg|pdf) besides its JSON
 IMAGES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "the JSON, or the plot with format=png or format=svg",
-        "content": {"image/png": {}, "image/svg+xml": {}},
+        "description": "the JSON, or the plot with format=png, svg or pdf",
+        "content": {f.media_type: {} for f in rendering.FORMATS.values()},
     }
 }
 # what an answer is made of once the study and its records are read
@@ -73,7 +85,7 @@ def get_answer_cache(request: Request) -> AnswerCache:
 CacheDep = Annotated[AnswerCache, Depends(get_answer_cache)]
 
 
-def _parameters(values: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def key_parameters(values: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """Request parameters as part of a cache key: sorted ``(name, repr)`` pairs. The repr tells
     ``1`` from ``1.0`` (equal in Python, not the same answer: a slice value is echoed back) and
     makes a NaN equal to itself (``threshold=nan`` would otherwise never be found again)."""
@@ -106,6 +118,34 @@ def image_answer(data: bytes, fmt: str) -> Answer:
     return Answer(data, rendering.FORMATS[fmt].media_type)
 
 
+def curve_extremes(session: Session, study_id: str, curve: str) -> Extremes:
+    """Per trial key, the extremes of its stored ``curve`` (:func:`studies.analysis.best_value`
+    reads them): :func:`studies.store.repository.curve_extremes`, one aggregate query."""
+    found = repository.curve_extremes(session, study_id, curve)
+    return {key: {curve: CurveExtremes(low, high)} for key, (low, high) in found.items()}
+
+
+def records_with_value(
+    session: Session,
+    study: StudyInfo,
+    records: list[TrialRecord],
+    value: str,
+    metric: str,
+    direction: str,
+) -> list[TrialRecord]:
+    """``records`` with ``metric`` holding the chosen ``value`` (the curves are read only for
+    ``best``); a metric without a curve is a 422. A cached answer stays right: a completed
+    trial's curve is written before its result, and its result changes the study's version."""
+    if value == "final":
+        return records
+    try:
+        curve = analysis.curve_name(metric)
+        extremes = curve_extremes(session, study.id, curve)
+        return analysis.choose_values(records, value, metric, direction, extremes)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise AnalysisUnavailable(str(error)) from error
+
+
 def _parse_value(text: str) -> Any:
     """A slice value from a query string: null/none, an int, a float, or the text itself."""
     if text.lower() in ("null", "none"):
@@ -119,7 +159,8 @@ def _parse_value(text: str) -> Any:
 
 
 class Selection:
-    """The query parameters every analysis shares: metric, direction and the slice."""
+    """The query parameters every analysis shares: metric, direction, the slice and which value
+    of each trial to read (``final`` or ``best``)."""
 
     def __init__(
         self,
@@ -131,9 +172,11 @@ class Selection:
         radius: Annotated[str | None, Query(description="a number, or 'none'")] = None,
         weight_decay: Annotated[str | None, Query(description="a number, or 'none'")] = None,
         axis: Annotated[list[str] | None, Query(description="other axes: name:value")] = None,
+        value: ValueQuery = "final",
     ) -> None:
         self.metric = metric
         self.direction = direction
+        self.value: ValueMode = value
         self.slice: dict[str, Any] = {}
         if batch_size is not None:
             self.slice["batch_size"] = batch_size
@@ -160,6 +203,12 @@ class Selection:
             )
         return self.direction or metrics.get(self.metric, "minimize")
 
+    def records_for(
+        self, session: Session, study: StudyInfo, records: list[TrialRecord], direction: str
+    ) -> list[TrialRecord]:
+        """``records`` holding the chosen value of the metric (:func:`records_with_value`)."""
+        return records_with_value(session, study, records, self.value, self.metric, direction)
+
     def answer(
         self,
         session: Session,
@@ -170,13 +219,19 @@ class Selection:
         **parameters: Any,
     ) -> Response:
         """:func:`cached_answer` of analysis ``what`` for this selection and ``parameters``;
-        ``produce(study, records, direction)`` makes it."""
+        ``produce(study, records, direction)`` makes it from the records holding the chosen
+        value."""
         study = repository.get_study(session, study_id)  # a 404 before anything else
         direction = self.direction_for(study)
-        key = (what, self.metric, direction, _parameters(self.slice), _parameters(parameters))
-        return cached_answer(
-            session, cache, study, key, lambda study, records: produce(study, records, direction)
-        )
+        key = (
+            what, self.metric, direction, self.value, key_parameters(self.slice),
+            key_parameters(parameters),
+        )  # fmt: skip
+
+        def make(study: StudyInfo, records: list[TrialRecord]) -> Answer:
+            return produce(study, self.records_for(session, study, records, direction), direction)
+
+        return cached_answer(session, cache, study, key, make)
 
     def analyse(
         self,
@@ -212,8 +267,9 @@ def heatmap(
     def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
         info = selection.analyse(records, analysis.heatmap, direction)
         if format == "json":
-            return json_answer(Heatmap.of(info))
+            return json_answer(Heatmap.of_value(info, selection.value))
         title = f"{study.name}: {selection.metric}"
+        title += " (best during training)" if selection.value == "best" else ""
         return image_answer(rendering.render_heatmap(info, format, title=title), format)
 
     return selection.answer(session, cache, study_id, "heatmap", produce, format=format)
@@ -238,7 +294,7 @@ def robustness(
 
     def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
         info = selection.analyse(records, analysis.robustness, direction, **options)
-        return json_answer(Robustness.of(info))
+        return json_answer(Robustness.of_value(info, selection.value))
 
     return selection.answer(session, cache, study_id, "robustness", produce, **options)
 
@@ -258,7 +314,7 @@ def tunability(
 
     def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
         info = selection.analyse(records, analysis.tunability, direction, **options)
-        return json_answer(Tunability.of(info))
+        return json_answer(Tunability.of_value(info, selection.value))
 
     return selection.answer(session, cache, study_id, "tunability", produce, **options)
 
@@ -279,7 +335,7 @@ def importance(
             records, analysis.importance_by_optimizer, direction, sliced=False,
             optimizers=[optimizer] if optimizer else None,
         )  # fmt: skip
-        return json_answer(ImportanceByOptimizer.of(info))
+        return json_answer(ImportanceByOptimizer.of_value(info, selection.value))
 
     return selection.answer(session, cache, study_id, "importance", produce, optimizer=optimizer)
 
@@ -310,7 +366,7 @@ def sensitivity(
     def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
         info = selection.analyse(records, analysis.sensitivity, direction)
         if format == "json":
-            return json_answer(Sensitivity.of(info))
+            return json_answer(Sensitivity.of_value(info, selection.value))
         image = rendering.render_sensitivity(info, selection.metric, direction, format=format)
         return image_answer(image, format)
 
@@ -333,20 +389,49 @@ def spreadsheet_safe(value: Any) -> Any:
     return "'" + value if formula and not PLAIN_NUMBER.fullmatch(value) else value
 
 
-def export_rows(trials: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str, Any]]]:
+BEST_COLUMN = "best_objective"  # the export's column of value=best
+
+
+def export_rows(
+    trials: Sequence[TrialRecord], best: Mapping[str, float | None] | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
     """The columns and JSON-safe rows of the export: each trial's :class:`TrialOut` fields
-    (axes, then outcome), with one column per other axis and per last metric."""
+    (axes, then outcome), with one column per other axis and per last metric; with ``best``
+    (trial key -> its best objective) a ``best_objective`` column after the outcome."""
     outs = [TrialOut.of(t) for t in trials]
     extra = sorted({name for t in outs for name in t.extra_axes})
     metrics = sorted({name for t in outs for name in t.metrics})
-    columns = [*EXPORT_AXES, *extra, *EXPORT_OUTCOME, *metrics]
+    best_column = [BEST_COLUMN] if best is not None else []
+    columns = [*EXPORT_AXES, *extra, *EXPORT_OUTCOME, *best_column, *metrics]
     rows = []
     for t in outs:
         fields = t.model_dump(mode="json", include={*EXPORT_AXES, *EXPORT_OUTCOME})
         row = {**fields, **{n: t.extra_axes.get(n) for n in extra}}
         row.update({n: t.metrics.get(n) for n in metrics})
+        if best is not None:
+            row[BEST_COLUMN] = analysis.json_safe(best.get(t.key))
         rows.append({name: row[name] for name in columns})
     return columns, rows
+
+
+def best_objectives(
+    session: Session, study: StudyInfo, records: Sequence[TrialRecord]
+) -> dict[str, float | None]:
+    """Per trial key, the best objective it reached (:func:`studies.analysis.best_value`), for
+    the trials with a finite final value (completed), as ``value=best`` gives the analyses;
+    ``None`` for every other trial: a running one's curve is partial (its best would change
+    under a cached answer, since new points leave the study's version as it is), and a
+    diverged or failed one keeps its outcome."""
+    curve = analysis.curve_name("final_objective")
+    extremes = curve_extremes(session, study.id, curve)
+    metrics = TASKS[study.task].metrics if study.task in TASKS else {}
+    direction = metrics.get("final_objective", "minimize")
+    return {
+        r.key: analysis.best_value(r, "final_objective", direction, extremes)  # type: ignore[arg-type]
+        if r.value("final_objective") is not None
+        else None
+        for r in records
+    }
 
 
 def export_csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
@@ -370,12 +455,16 @@ def export(
     session: SessionDep,
     cache: CacheDep,
     format: Literal["csv", "json"] = "csv",
+    value: ValueQuery = "final",
 ) -> Response:
-    """One row per trial: its axes, status, final objective and last metrics. In the CSV, text
+    """One row per trial: its axes, status, final objective and last metrics; with
+    ``value=best`` also ``best_objective``, the best objective seen during training by a
+    completed trial (empty for every other trial, running or diverged). In the CSV, text
     that a spreadsheet would run as a formula starts with ``'``; the JSON rows are as stored."""
 
     def produce(study: StudyInfo, records: list[TrialRecord]) -> Answer:
-        columns, rows = export_rows(records)
+        best = best_objectives(session, study, records) if value == "best" else None
+        columns, rows = export_rows(records, best)
         if format == "json":
             return Answer(json.dumps(rows, allow_nan=False).encode())
         return Answer(export_csv(columns, rows).encode(), "text/csv")
@@ -384,4 +473,4 @@ def export(
     headers = None
     if format == "csv":
         headers = {"Content-Disposition": f'attachment; filename="study-{study_id}.csv"'}
-    return cached_answer(session, cache, study, ("export", format), produce, headers)
+    return cached_answer(session, cache, study, ("export", format, value), produce, headers)

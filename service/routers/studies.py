@@ -1,5 +1,5 @@
-"""``/studies``: submit, list, show, cancel, resume, delete, and one reconciler pass — HTTP
-only; the actions are :class:`studies.lifecycle.StudyLifecycle`'s and
+"""``/studies``: submit, list, show, cancel, resume, extend, delete, and one reconciler pass —
+HTTP only; the actions are :class:`studies.lifecycle.StudyLifecycle`'s and
 :class:`studies.reconciler.Reconciler`'s."""
 
 from typing import Annotated, Any
@@ -16,7 +16,7 @@ from service.dependencies import (
     require_token,
 )
 from service.exceptions import error_responses
-from service.models import StudyOut, StudyPage, StudySummary
+from service.models import ExtensionOut, StudyExtension, StudyOut, StudyPage, StudySummary
 from studies.settings import Settings
 from studies.store import StudyInfo, repository
 from studies.submission import Limits
@@ -125,6 +125,48 @@ def resume_study(
 ) -> StudyOut:
     """Re-launch an interrupted study: only its unfinished trials run."""
     return _out(session, lifecycle.resume(study_id), settings)
+
+
+EXTENSION_EXAMPLE = {"grid": {"eta": [0.3], "seed": [1]}, "optimizers": [{"name": "adam"}]}
+
+
+@router.post(
+    "/{study_id}/extend",
+    status_code=202,
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401, 404, 409, 422, 429, 503),
+)
+def extend_study(
+    study_id: str,
+    body: Annotated[
+        Any,
+        Body(
+            description="the values to add: grid axes (eta, batch_size, radius, weight_decay, "
+            "seed, task_options), optimizers (new entries, or more eta for an existing row), "
+            "search.n_trials; any other field only with its stored value",
+            examples=[EXTENSION_EXAMPLE],
+        ),
+    ],
+    lifecycle: LifecycleDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> StudyExtension:
+    """Add trials to a finished, failed or cancelled study and launch it again; 202.
+
+    The stored spec becomes the union (axis values appended, new optimizers appended); the
+    stored trials keep their rows and results, only the new ones — and what a failed or
+    cancelled study left unfinished — run. 409 names the field of anything that is not an
+    addition (another task, budget, device, changed options, fewer samples) and refuses a
+    pending or running study ("cancel or wait"); 422 a malformed body or one that adds no
+    trial; 429 and 503 as for a submission."""
+    extended = lifecycle.extend(study_id, body, limits=Limits.of(settings))
+    study = extended.study
+    return StudyExtension(
+        study=_out(session, study, settings),
+        added=extended.added,
+        reused=extended.reused,
+        extensions=[ExtensionOut.model_validate(entry) for entry in study.extensions],
+    )
 
 
 @router.delete(

@@ -43,14 +43,14 @@ def get_trial(study_id: str, key: str, session: SessionDep) -> TrialOut:
 @router.get(
     "/{key}/metrics",
     response_model=TrialCurve,
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+    responses={200: {"content": {f.media_type: {} for f in rendering.FORMATS.values()}}},
 )
 def metrics(
     study_id: str,
     key: str,
     session: SessionDep,
     name: str | None = None,
-    format: Annotated[str, Query(pattern="^(json|png|svg)$")] = "json",
+    format: Annotated[str, Query(pattern="^(json|png|svg|pdf)$")] = "json",
 ) -> TrialCurve | Response:
     """The trial's curves: points (step, name, value), optionally of one metric, or a plot."""
     points = repository.metric_curve(session, study_id, key, name)

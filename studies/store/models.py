@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -57,7 +58,7 @@ def _empty_dict() -> dict[str, Any]:
     return {}
 
 
-def _empty_list() -> list[str]:
+def _empty_list() -> list[Any]:
     return []
 
 
@@ -131,6 +132,10 @@ class StudyRow(Timestamps, Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # one entry per extension (studies.extension): when, what it added, trials added and reused
+    extensions: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=_empty_list, server_default=text("'[]'")
+    )
 
     trials: Mapped[list["TrialRow"]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True

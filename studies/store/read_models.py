@@ -5,7 +5,7 @@ Floats here are decoded Python floats (NaN and ±inf included, see :mod:`.codec`
 them into JSON must map the non-finite ones (the ``*_kind`` fields say which they are).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +32,8 @@ class StudyInfo:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # one entry per extension, oldest first (studies.extension.history_entry)
+    extensions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ def trial_record(row: TrialRow) -> TrialRecord:
 
 
 def study_info(row: StudyRow) -> StudyInfo:
-    """The study of ``row`` (every field is the column of the same name; tags copied)."""
+    """The study of ``row`` (every field is the column of the same name; lists copied)."""
     values = {name: getattr(row, name) for name in _STUDY_FIELDS}
-    return StudyInfo(**{**values, "tags": list(row.tags)})
+    extensions = [dict(entry) for entry in row.extensions or []]
+    return StudyInfo(**{**values, "tags": list(row.tags), "extensions": extensions})

@@ -48,6 +48,10 @@ INTERRUPTED = {
     "grid": {"eta": [0.01, 0.1], "batch_size": [4], "seed": [0, 1]},
     "budget": {"steps": 80},
     "device": "cpu",
+    # one model per trial, so that the study has a middle in which some trials have finished
+    # and others run (packs end their members together; losing a node under a pack is covered
+    # in tests/workers/test_execution.py)
+    "execution": {"packing": "off"},
 }
 
 

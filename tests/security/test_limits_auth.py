@@ -125,13 +125,30 @@ def test_an_empty_idempotency_key_is_422(client: TestClient):
 
 def test_protected_reads_need_the_token_but_health_does_not(tmp_path):
     with make_client(tmp_path, protect_reads=True) as client:
-        for path in ("/studies", "/tasks", "/presets", "/"):
+        study_id = client.post("/studies", json=SPEC, headers=AUTH).json()["id"]
+        # cancelled, so that its event stream ends (version, then end) instead of polling on
+        assert client.post(f"/studies/{study_id}/cancel", headers=AUTH).status_code == 200
+        # the path, and its status with the token (importance needs finished trials: a 422)
+        reads = {
+            "/studies": 200, "/tasks": 200, "/presets": 200, "/": 200,
+            f"/ui/studies/{study_id}": 200,
+            f"/studies/{study_id}/events": 200,
+            f"/studies/{study_id}/curves": 200,
+            f"/studies/{study_id}/plots/tunability": 200,
+            f"/studies/{study_id}/plots/importance": 422,
+            f"/compare?studies={study_id}": 200,
+            f"/ui/compare?studies={study_id}": 200,
+        }  # fmt: skip
+        for path, status in reads.items():
             response = client.get(path)
             assert response.status_code == 401, path
             assert response.headers["www-authenticate"] == "Bearer"
-            assert client.get(path, headers=AUTH).status_code == 200, path
+            assert client.get(path, headers=AUTH).status_code == status, path
         assert client.get("/health").status_code in (200, 503)  # never 401
         assert client.get("/openapi.json").status_code == 200  # the docs stay open
+        # the page's script is code, not data: mounted outside the routers' dependencies
+        script = client.get("/ui/static/study.js")
+        assert script.status_code == 200 and "EventSource" in script.text
     with make_client(tmp_path) as client:  # the default: reads are open
         assert client.get("/studies").status_code == 200
 

@@ -482,7 +482,7 @@ BAD_QUERIES = [
     ("/studies/{id}/trials/a%00b", "key: must not contain NUL characters", False),
     (
         "/studies/{id}/trials/x/metrics?format=gif",
-        "format: String should match pattern '^(json|png|svg)$'",
+        "format: String should match pattern '^(json|png|svg|pdf)$'",
         False,
     ),
     ("/studies/{id}/heatmap?radius=abc", "radius: must be a number or 'none', got 'abc'", False),
@@ -501,7 +501,11 @@ BAD_QUERIES = [
         "no trial has batch_size=64; batch_size takes [16, 32]",
         False,
     ),
-    ("/studies/{id}/heatmap?format=gif", "format: Input should be 'json', 'png' or 'svg'", False),
+    (
+        "/studies/{id}/heatmap?format=gif",
+        "format: Input should be 'json', 'png', 'svg' or 'pdf'",
+        False,
+    ),
     ("/studies/{id}/heatmap?axis=bad", "axis: expected name:value, got 'bad'", False),
     (
         "/studies/{id}/heatmap?batch_size=16&axis=seed:5",

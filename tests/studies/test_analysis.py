@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from studies.analysis import (
+    CurveExtremes,
+    choose_values,
     cpe,
     cpe_weights,
     expected_best,
@@ -556,3 +558,34 @@ def test_importance_by_optimizer_refuses_when_no_optimizer_can_be_analysed():
         importance_by_optimizer([rec("sgd", 0.1, 1.0), rec("adam", 0.1, status="pending")])
     with pytest.raises(ValueError, match="the study has no trial"):
         importance_by_optimizer([])
+
+
+# ---------------------------------------------------------------------------- final or best
+
+
+def best_of(records, lows):
+    """``records`` read at their best: ``lows`` maps a key to its train_loss curve's minimum."""
+    extremes = {key: {"train_loss": CurveExtremes(low, 10.0)} for key, low in lows.items()}
+    return choose_values(records, "best", extremes=extremes)
+
+
+def test_the_good_eta_range_widens_when_trials_are_read_at_their_best():
+    records = curve("sgd", [1.0, 50.0, 100.0], etas=(0.01, 0.1, 1.0))
+    final = robustness(records).ranges["sgd"]
+    assert (final.eta_low, final.eta_high, final.decades) == (0.01, 0.01, 0.0)  # 50 > 10 × 1
+    best = best_of(records, {r.key: low for r, low in zip(records, (2.0, 5.0, 8.0), strict=True)})
+    ranges = robustness(best).ranges["sgd"]  # the first keeps its final 1, below its curve's 2
+    assert (ranges.eta_low, ranges.eta_high, ranges.decades, ranges.best_value) == (
+        0.01, 1.0, 2.0, 1.0,
+    )  # fmt: skip
+
+
+def test_tunability_at_the_best_values_keeps_a_diverged_point_diverged():
+    records = curve("sgd", [4.0, 2.0, "diverged"], etas=(0.01, 0.1, 1.0))
+    best = best_of(records, {r.key: 0.5 for r in records})  # the diverged one's curve too
+    pool = tunability(best, diverged="worst").optimizers["sgd"]
+    assert pool.values == [0.5, 0.5, None] and pool.n_diverged == 1
+    # P_1 = mean of the pool with the diverged point at the worst finite value (0.5)
+    assert pool.p_k[0] == pytest.approx(0.5)
+    unfinished = [rec("sgd", 0.1, status="pending"), rec("sgd", 0.1, status="failed", seed=1)]
+    assert best_of(unfinished, {r.key: 0.1 for r in unfinished}) == unfinished

@@ -223,6 +223,33 @@ def test_cancel_is_idempotent_and_stops_a_job_that_does_not_end(lifecycle, launc
     assert (progress.completed, progress.cancelled) == (1, 5)  # the result is kept
 
 
+def test_a_stopper_that_wakes_after_a_relaunch_leaves_the_new_run_alone(lifecycle, launcher, store):
+    """The cancel's stopper marks what the cancelled run left running; if the study was resumed
+    (or extended) before it woke, those trials are the new run's and stay as they are."""
+    study = lifecycle.submit(SPEC, max_trials=100).study
+    cancelled = lifecycle.cancel(study.id)
+    launcher.states[study.ray_job_id] = "STOPPED"
+    resumed = lifecycle.resume(study.id)
+    assert resumed.launch_attempt == cancelled.launch_attempt + 1
+    assert lifecycle.begin_run(study.id) is not None  # the new driver starts a trial
+    with store.session() as session:
+        repository.mark_trial_running(session, study.id, _first_key(session, study.id))
+    # the stopper of the first cancel wakes now
+    lifecycle.stop_cancelled_job(
+        study.id, study.ray_job_id, grace=0.0, launch_attempt=cancelled.launch_attempt
+    )
+    with store.session() as session:
+        assert repository.study_progress(session, study.id).running == 1
+    # a stopper of the current cancelled launch still marks what its run left running
+    current = lifecycle.cancel(study.id)
+    lifecycle.stop_cancelled_job(
+        study.id, resumed.ray_job_id, grace=0.0, launch_attempt=current.launch_attempt
+    )
+    with store.session() as session:
+        progress = repository.study_progress(session, study.id)
+    assert (progress.running, progress.cancelled) == (0, 6)
+
+
 def test_cancel_in_the_background_stops_the_job_after_the_grace(lifecycle, launcher):
     study = lifecycle.submit(SPEC, max_trials=100).study
     lifecycle.cancel(study.id)

@@ -58,7 +58,7 @@ def test_upgrade_is_idempotent_and_records_the_head_revision(empty_engine):
     with empty_engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         revision = context.get_current_revision()
-    assert revision == "0002"
+    assert revision == "0003"
 
 
 def test_upgrade_accepts_a_url_and_creates_the_sqlite_directory(tmp_path):
@@ -70,7 +70,7 @@ def test_upgrade_accepts_a_url_and_creates_the_sqlite_directory(tmp_path):
 def test_the_script_directory_has_one_head():
     from alembic.script import ScriptDirectory
 
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0002"]
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0003"]
 
 
 def test_0002_counts_the_launches_of_studies_made_before_it(empty_engine):

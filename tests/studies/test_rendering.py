@@ -6,23 +6,48 @@ import math
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from studies.analysis import Heatmap, heatmap, sensitivity
+from studies.analysis import (
+    Heatmap,
+    ImportanceByOptimizer,
+    heatmap,
+    importance_by_optimizer,
+    sensitivity,
+    tunability,
+)
 from studies.rendering import (
     DPI,
     FORMATS,
+    RunCurve,
     eta_label,
     heatmap_size,
     render_heatmap,
+    render_importance,
     render_learning_curves,
     render_sensitivity,
+    render_trial_curves,
+    render_tunability,
 )
-from studies.rendering.curves import CURVES_SIZE, MAX_LEGEND_ENTRIES, SENSITIVITY_SIZE, _legend
+from studies.rendering.curves import (
+    CURVES_SIZE,
+    LINEAR_HEADROOM,
+    LOG_HEADROOM,
+    MAX_CURVE_POINTS,
+    MAX_LEGEND_ENTRIES,
+    PANEL_SIZE,
+    SENSITIVITY_SIZE,
+    _thinned,
+    curve_scales,
+    legend,
+)
 from studies.rendering.heatmap import MAX_FIGURE, _dense_note, is_dense, labelled_indices
+from studies.rendering.importance import PANEL_SIZE as IMPORTANCE_PANEL
 from studies.rendering.labels import literal
 from studies.rendering.limits import PLOT_LIMIT, plottable
+from studies.rendering.tunability import TUNABILITY_SIZE
 from studies.trial import TrialRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -240,7 +265,93 @@ def test_a_legend_lists_at_most_its_bound():
     ax = figure.add_subplot()
     for i in range(MAX_LEGEND_ENTRIES + 5):
         ax.plot([0, 1], [i, i], label=f"line {i}")
-    _legend(ax)
-    legend = ax.get_legend()
-    assert len(legend.get_texts()) == MAX_LEGEND_ENTRIES
-    assert legend.get_title().get_text() == "(+5 more not listed)"
+    legend(ax)
+    box = ax.get_legend()
+    assert len(box.get_texts()) == MAX_LEGEND_ENTRIES
+    assert box.get_title().get_text() == "(+5 more not listed)"
+
+
+# --- every trial's curves, tunability, importance ---------------------------------------------
+
+
+def trial_curves(n_steps=20, diverged_from=1.0):
+    """Per optimizer, five η × two seeds of a decaying loss; η ≥ ``diverged_from`` blows up to
+    1e30 and then to inf at step 10 (sgd only)."""
+    panels = {}
+    for optimizer in ("alig", "sgd"):
+        curves = []
+        for exponent in range(-3, 2):
+            eta = 10.0**exponent
+            for seed in (0, 1):
+                diverged = optimizer == "sgd" and eta >= diverged_from
+                points = [
+                    (step, (10.0 ** (3 * step) if step < 10 else math.inf) if diverged
+                     else (1 + seed) / (step * eta))
+                    for step in range(1, n_steps + 1)
+                ]  # fmt: skip
+                curves.append(RunCurve(eta, seed, "diverged" if diverged else "completed", points))
+        panels[optimizer] = curves
+    panels["alig"].append(RunCurve(None, 0, "completed", [(1, 2.0), (2, 1.0)]))  # ALI-G∞
+    return panels
+
+
+def test_trial_curves_render_in_every_format():
+    panels = trial_curves()
+    image = decode_png(render_trial_curves(panels, "train_loss"))
+    assert n_colours(image) > 50  # the η colour bar alone has many
+    width, height = image.size
+    assert width == round((PANEL_SIZE[0] * 2 + 1.2) * DPI)  # two panels and the colour bar
+    assert height == round((PANEL_SIZE[1] + 0.6) * DPI)
+    svg = render_trial_curves(panels, "train_loss", format="svg").decode()
+    ET.fromstring(svg)
+    assert "stroke-dasharray" in svg  # the diverged trials are dashed
+    assert render_trial_curves(panels, "train_loss", format="pdf").startswith(b"%PDF-")
+    # one cell's seeds, no curve at all, empty panels, math text in user strings: all draw
+    cell = {"sgd $\\foo$": panels["sgd"][:2]}
+    decode_png(render_trial_curves(cell, "$x$", colour_by="seed", title="$\\bar$"))
+    ET.fromstring(render_trial_curves({}, "train_loss", format="svg"))
+    ET.fromstring(render_trial_curves({"a": [], "b": []}, "train_loss", format="svg"))
+    nothing_finite = {"a": [RunCurve(0.1, 0, "diverged", [(1, math.nan), (2, math.inf)])]}
+    decode_png(render_trial_curves(nothing_finite, "train_loss"))
+
+
+def test_the_trials_that_did_not_diverge_set_the_y_axis():
+    panels = trial_curves()
+    scales = curve_scales(panels)
+    finite = [
+        value for curves in panels.values() for c in curves if not c.diverged
+        for _, value in c.points
+    ]  # fmt: skip
+    # the blow-up to 1e27 of the diverged trials does not stretch the axis
+    assert scales.top == pytest.approx(max(finite) * LOG_HEADROOM)
+    assert scales.bottom == pytest.approx(min(finite) / math.sqrt(LOG_HEADROOM))
+    assert scales.log_y and not scales.log_x and scales.steps == (1, 20)
+    # every trial diverged: their own finite values set it
+    only_diverged = {"sgd": [c for c in panels["sgd"] if c.diverged]}
+    assert curve_scales(only_diverged).top == pytest.approx(1e27 * LOG_HEADROOM)
+    # long runs: log x; a non-positive value: linear y
+    assert curve_scales(trial_curves(n_steps=300)).log_x
+    linear = curve_scales({"a": [RunCurve(0.1, 0, "completed", [(1, 0.0), (2, 2.0)])]})
+    assert not linear.log_y and linear.top == pytest.approx(2.0 + LINEAR_HEADROOM * 2.0)
+    assert curve_scales({"a": []}).top is None
+
+
+def test_a_long_curve_is_thinned_to_its_bound():
+    steps = np.arange(1, 10 * MAX_CURVE_POINTS + 1, dtype=float)
+    kept_steps, kept_values = _thinned(steps, 1 / steps)
+    assert len(kept_steps) == MAX_CURVE_POINTS
+    assert kept_steps[0] == 1 and kept_steps[-1] == steps[-1]
+    assert np.allclose(kept_values, 1 / kept_steps)
+
+
+def test_tunability_and_importance_render():
+    info = tunability(records(), "final_objective", "minimize")
+    image = decode_png(render_tunability(info))
+    assert image.size == (round(TUNABILITY_SIZE[0] * DPI), round(TUNABILITY_SIZE[1] * DPI))
+    assert n_colours(image) > 10
+    assert render_tunability(info, format="pdf").startswith(b"%PDF-")
+    importance = importance_by_optimizer(records(), "final_objective", "minimize")
+    assert decode_png(render_importance(importance)).size[0] == round(3 * IMPORTANCE_PANEL[0] * DPI)
+    skipped = ImportanceByOptimizer({}, {"sgd $x$": "only one η"}, "final_objective", "minimize")
+    ET.fromstring(render_importance(skipped, format="svg"))
+    ET.fromstring(render_importance(ImportanceByOptimizer({}, {}, "m", "minimize"), "svg"))

@@ -745,3 +745,87 @@ def test_a_driver_claims_only_a_pending_study_of_its_own_launch(store):
         assert repo.claim_run(session, study.id, launch=None) is None  # a cancel is final
         assert repo.transition(session, study.id, "failed", sources=("pending", "running")) is None
         assert repo.get_study(session, study.id).status == "cancelled"
+
+
+# --- the curves of many trials at once ---------------------------------------------------------
+
+
+def test_curve_points_and_names_of_many_trials_in_one_study(store, monkeypatch):
+    one, other = create(store, "one"), create(store, "other")
+    keys = [t.key for t in GRID]
+    with store.session() as session:
+        repo.record_metric_points(
+            session, one.id, keys[0],
+            [(2, "loss", 0.5), (1, "loss", 1.0), (3, "loss", math.inf), (1, "val", 2.0)],
+        )  # fmt: skip
+        repo.record_metric_points(session, one.id, keys[1], [(1, "loss", 0.25)])
+        repo.record_metric_points(session, one.id, keys[2], [(1, "grad", 9.0)])
+        repo.record_metric_points(session, other.id, keys[0], [(1, "loss", 7.0), (1, "x", 1.0)])
+    monkeypatch.setattr(repo, "CURVE_KEY_BATCH", 2)  # several IN (…) batches
+    with store.session() as session:
+        points = repo.curve_points(session, one.id, [keys[0], keys[1], keys[2], "nope"], "loss")
+        assert points == {
+            keys[0]: [(1, 1.0), (2, 0.5), (3, math.inf)],  # by step, ±inf decoded
+            keys[1]: [(1, 0.25)],
+            keys[2]: [],  # no point of this curve
+            "nope": [],  # not a trial of the study
+        }  # the other study's trial of the same key is not read
+        assert repo.curve_names(session, one.id) == ["grad", "loss", "val"]
+        assert repo.curve_names(session, one.id, [keys[1], keys[0]]) == ["loss", "val"]
+        assert repo.curve_names(session, one.id, keys[3:]) == []
+        assert repo.curve_names(session, other.id) == ["loss", "x"]
+        with pytest.raises(StudyNotFound):
+            repo.curve_points(session, "missing", keys, "loss")
+        with pytest.raises(StudyNotFound):
+            repo.curve_names(session, "missing")
+
+
+def test_curve_extremes_are_the_finite_minimum_and_maximum_per_trial(store):
+    one, other = create(store, "one"), create(store, "other")
+    a, b = GRID[0].key, GRID[1].key
+    with store.session() as session:
+        repo.record_metric_points(
+            session, one.id, a,
+            [(1, "train_loss", 3.0), (2, "train_loss", 0.5), (3, "train_loss", 1.0),
+             (2, "val_loss", 0.01), (4, "train_loss", math.nan)],
+        )  # fmt: skip
+        repo.record_metric_points(
+            session, one.id, b,
+            [(1, "train_loss", 2.0), (2, "train_loss", math.inf), (3, "train_loss", -math.inf)],
+        )  # fmt: skip
+        repo.record_metric_points(session, other.id, a, [(1, "train_loss", 0.001)])
+    with store.session() as session:
+        assert repo.curve_extremes(session, one.id, "train_loss") == {
+            a: (0.5, 3.0),  # NaN and the val_loss point left out
+            b: (2.0, 2.0),  # ±inf left out
+        }  # GRID[2] has no point; the other study's trial of the same key is not read
+        assert repo.curve_extremes(session, one.id, "val_loss") == {a: (0.01, 0.01)}
+        assert repo.curve_extremes(session, other.id, "val_loss") == {}
+        with pytest.raises(StudyNotFound):
+            repo.curve_extremes(session, "missing", "train_loss")
+
+
+def test_latest_steps_grow_with_every_new_step_of_any_trial(store):
+    one, other = create(store, "one"), create(store, "other")
+    a, b = GRID[0].key, GRID[1].key
+
+    def steps(study_id: str) -> int:
+        with store.session() as session:
+            return repo.latest_steps(session, study_id)
+
+    assert steps(one.id) == 0  # no point yet
+    with store.session() as session:
+        repo.record_metric_points(session, one.id, a, [(10, "loss", 1.0), (10, "val", 2.0)])
+    assert steps(one.id) == 10
+    with store.session() as session:
+        repo.record_metric_points(session, one.id, b, [(5, "loss", 1.0)])
+        repo.record_metric_points(session, one.id, a, [(20, "loss", 0.5)])
+    assert steps(one.id) == 20 + 5  # the sum of each trial's latest step
+    with store.session() as session:
+        repo.record_metric_points(session, one.id, a, [(10, "loss", 0.9)])  # rewritten in place
+    assert steps(one.id) == 25
+    with store.session() as session:
+        repo.record_metric_points(session, other.id, a, [(1000, "loss", 1.0)])
+    assert steps(one.id) == 25 and steps(other.id) == 1000  # per study
+    with store.session() as session, pytest.raises(StudyNotFound):
+        repo.latest_steps(session, "missing")

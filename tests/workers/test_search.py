@@ -1,12 +1,20 @@
 """workers.search without Ray running: the points a resume re-runs and stale Optuna trials."""
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from studies.spec import parse_spec, search_trial
 from studies.store import Store, repository
-from workers.search import retire_stale_trials, sampled_point, search_space
+from workers.search import (
+    label_optuna_study,
+    make_sampler,
+    retire_stale_trials,
+    sampled_point,
+    sampler_seed,
+    search_space,
+)
 
 SPEC = {
     "task": "matrix-factorisation",
@@ -55,3 +63,35 @@ def test_retire_stale_trials_fails_running_and_waiting_only(tmp_path):
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
     assert retire_stale_trials(storage, "s-0") == 0
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_continued_search_draws_new_samples(tmp_path, sampler):
+    """A driver that continues a search (resumed, or extended to more samples) must not draw
+    the samples it already ran again: their trials are stored under the same keys."""
+    spec = parse_spec({**SPEC, "search": {**SPEC["search"], "sampler": sampler, "seed": 0}})
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.sqlite'}")
+    name = "study-0"
+    distributions = {"eta": FloatDistribution(1e-3, 1.0, log=True)}
+
+    def draw(n: int) -> list[float]:
+        history = label_optuna_study(storage, name, spec, "study", 0)
+        study = optuna.load_study(
+            study_name=name, storage=storage, sampler=make_sampler(spec.search, history)
+        )
+        etas = []
+        for _ in range(n):
+            trial = study.ask(distributions)
+            study.tell(trial, trial.params["eta"])
+            etas.append(trial.params["eta"])
+        return etas
+
+    first = draw(4)
+    assert sampler_seed(spec.search, 0) == 0  # a fresh search: the spec's seed as it is
+    more = draw(2)  # the next driver run
+    assert len(set(first + more)) == 6
+    # the seed depends on the history only: the same history draws the same samples
+    assert sampler_seed(spec.search, 4) == sampler_seed(spec.search, 4) != 0
+    # what the bug was: the spec's seed as it is draws the first samples again
+    again = optuna.create_study(sampler=make_sampler(spec.search, 0))
+    assert [again.ask(distributions).params["eta"] for _ in range(2)] == first[:2]
