@@ -3,6 +3,7 @@ short training run that must reduce the loss."""
 
 import math
 
+import mpmath
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,7 @@ from workers.tasks.dnc import (
     bit_errors,
     masked_sigmoid_cross_entropy,
     repeat_copy_batch,
+    sigmoid_cross_entropy,
 )
 from workers.tasks.dnc_model import (
     DNC,
@@ -125,6 +127,36 @@ def test_loss_and_bit_errors_by_hand() -> None:
     assert float(loss[0]) == pytest.approx(expected, rel=1e-5)
     # wrong bits on masked steps: step 1 channel 0, step 2 channel 0 (step 0 is masked)
     assert float(bit_errors(logits, target, mask)[0]) == 2.0
+
+
+def test_the_loss_at_the_logit_clip_is_tensorflows_floor_plain_and_packed() -> None:
+    """At the ±20 clip every bit costs log1p(e^-20) ≈ 2.06e-9, for either target, alone and
+    under vmap alike (torch's binary_cross_entropy_with_logits gives 0 there under vmap, which
+    stopped packed ALI-G members at the floor)."""
+    from torch.func import vmap
+
+    mpmath.mp.dps = 50
+    logits = torch.tensor([[[20.0, -20.0], [-20.0, 20.0], [3.0, -0.5]]])  # [B=1, T=3, C=2]
+    target = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    floor = math.log1p(math.exp(-20.0))
+    plain = masked_sigmoid_cross_entropy(logits, target, mask)
+    assert float(plain[0]) == pytest.approx(4 * floor, rel=1e-6)
+    packed = vmap(masked_sigmoid_cross_entropy)(logits[None], target[None], mask[None])[0]
+    assert torch.equal(packed, plain)
+    moderate = torch.linspace(-30, 30, 61)
+    for z in (0.0, 1.0):
+        t = torch.full_like(moderate, z)
+        assert torch.equal(vmap(sigmoid_cross_entropy)(moderate[None], t[None])[0],
+                           sigmoid_cross_entropy(moderate, t))  # fmt: skip
+        # -z log σ(x) - (1 - z) log(1 - σ(x)) in 50 digits (torch's own loses the tails)
+        reference = torch.tensor([
+            float(-(z * mpmath.log(mpmath.mpf(1) / (1 + mpmath.exp(-x)))
+                    + (1 - z) * mpmath.log(mpmath.mpf(1) / (1 + mpmath.exp(x)))))
+            for x in moderate.double().tolist()
+        ], dtype=torch.float64)  # fmt: skip
+        assert torch.allclose(sigmoid_cross_entropy(moderate.double(), t.double()), reference,
+                              rtol=1e-12, atol=0)  # fmt: skip
 
 
 def test_task_contract() -> None:
