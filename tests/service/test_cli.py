@@ -635,10 +635,16 @@ def test_ctrl_c_while_serving_still_runs_the_lifespan_shutdown():
 
     service = ServiceThread(FastAPI(lifespan=lifespan), "127.0.0.1", free_port())
     service.start(timeout=30)
-    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
-    with pytest.raises(KeyboardInterrupt):
-        while not service.wait(1.0):
-            pass
+    # Ctrl-C as a terminal delivers it, whatever this process inherited (a shell that starts
+    # a command in the background without job control makes it ignore SIGINT)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            while not service.wait(1.0):
+                pass
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     service.stop(timeout=30)
     assert events == ["started", "stopped"]
     assert not service.thread.is_alive()
