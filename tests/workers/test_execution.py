@@ -153,7 +153,11 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(env, packing):
     first (η = 1e4) and the rest of their packs is re-packed on resume."""
     store, env_vars, tmp = env
     grid = {**SLOW["grid"], "eta": [0.1, 1e4] if packing == "auto" else [0.1, 1.0]}
-    study_id = create(store, {**SLOW, "grid": grid, "execution": {"packing": packing}})
+    # packed, the members that do not diverge train together and fast: 10× the steps keeps
+    # them running well after the diverged ones are stored, so the kill lands in the middle
+    budget = {"steps": 600} if packing == "auto" else SLOW["budget"]
+    spec = {**SLOW, "grid": grid, "budget": budget, "execution": {"packing": packing}}
+    study_id = create(store, spec)
     process = start_driver(study_id, env_vars, tmp / "driver1.log")
     try:
         assert wait_until(lambda: progress(store, study_id).done >= 3, timeout=180)
