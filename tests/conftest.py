@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from studies.store import Store
 from studies.store.migrate import upgrade
@@ -63,14 +64,34 @@ def store(
     else:
         # the server starts only when a PostgreSQL case runs (e.g. not under -k sqlite)
         instance = Store(request.getfixturevalue("migrated_postgres_url"))
-        with instance.engine.begin() as connection:  # faster than a new database per test
-            connection.execute(
-                text("TRUNCATE sens_studies, sens_trials, sens_metric_points RESTART IDENTITY")
-            )
+        _truncate(instance)
     try:
         yield instance
     finally:
         instance.dispose()
+
+
+def _truncate(store: Store) -> None:
+    """Empty the tables (faster than a new database per test).
+
+    A connection an earlier test left idle in a transaction would block TRUNCATE forever; the
+    lock timeout turns that into a failure naming the connections that hold the tables.
+    """
+    with store.engine.connect() as connection:
+        try:
+            with connection.begin():
+                connection.execute(text("SET LOCAL lock_timeout = '20s'"))
+                connection.execute(
+                    text("TRUNCATE sens_studies, sens_trials, sens_metric_points RESTART IDENTITY")
+                )
+        except OperationalError:
+            holders = connection.execute(
+                text(
+                    "SELECT pid, state, query FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+            pytest.fail(f"an earlier test left connections holding the store: {holders}")
 
 
 # --- a private Ray head (dashboard + Jobs API) shared by the execution tests ------------------

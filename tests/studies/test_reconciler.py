@@ -52,7 +52,8 @@ def test_a_reserved_launch_whose_job_ray_forgot_is_submitted_again(store, launch
     launcher.fail_with = ClusterUnavailable("down")
     with pytest.raises(ClusterUnavailable):
         StudyLifecycle(store, launcher).submit(SPEC, max_trials=100)
-    (pending,) = repository.list_studies(store.sessionmaker()).items
+    with store.session() as session:  # a bare session would hold its transaction open
+        (pending,) = repository.list_studies(session).items
     launcher.fail_with = None
     assert reconciler.run_once().launched == [pending.id]
     assert launcher.submitted == [(pending.id, SPEC["name"], 0)]  # the same launch, not a new one
