@@ -14,6 +14,7 @@ the pack's tensors, updated in place), their gradients and the members' mini-bat
 from every per-member tensor the optimizer holds. See docs/algorithms.md, "Packed trials".
 """
 
+import abc
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -47,7 +48,7 @@ def project_members(params: Sequence[torch.Tensor], radius: torch.Tensor) -> Non
         p.mul_(per_member(scale.to(p.dtype), p))
 
 
-class PackedOptimizer:
+class PackedOptimizer(abc.ABC):
     """Base of the packed optimizers: per-member hyperparameters and compaction.
 
     Subclasses set ``name`` (the registry name of the per-trial optimizer they reproduce),
@@ -107,10 +108,11 @@ class PackedOptimizer:
         self.steps += 1
         self._step(list(params), list(grads), losses)
 
+    @abc.abstractmethod
     def _step(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], losses: torch.Tensor
     ) -> None:
-        raise NotImplementedError
+        """Update ``params`` in place from ``grads`` and the members' ``losses`` ``[n]``."""
 
     def keep(self, index: torch.Tensor) -> None:
         """Keep only the members ``index`` (positions, ascending), in every per-member tensor."""

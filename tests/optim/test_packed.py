@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from optim.packed import PACKED, build_packed, packed_form, project_members
+from optim.packed.base import PackedOptimizer
 from optim.registry import build_optimizer
 
 SHAPES = [(3, 4), (5,)]
@@ -168,3 +169,11 @@ def test_forms():
     assert packed_form("aalig", {}) is None
     with pytest.raises(ValueError, match="packed form"):
         build_packed("rmsprop", [0.1, 0.1], [{}, {"centered": True}], like=torch.zeros(2))
+
+
+def test_a_packed_optimizer_without_its_update_rule_cannot_be_built():
+    class Incomplete(PackedOptimizer):
+        name = "incomplete"
+
+    with pytest.raises(TypeError, match="_step"):
+        Incomplete([0.1], [{}], like=torch.zeros(1))
