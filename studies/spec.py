@@ -212,11 +212,11 @@ class Execution(_Strict):
     seed) as one vectorised model per pack where the task and optimizer have a packed form;
     ``off`` runs one model per trial. ``max_pack_size`` bounds the members of one pack.
 
-    ``checkpoint_every``: an unpacked trial checkpoints its whole training state every this many
+    ``checkpoint_every``: a trial checkpoints its whole training state every this many
     reports — every N epochs for epoch budgets (one report per epoch), every N × ``report_every``
     steps for step budgets — and a trial restarted after a lost worker, node or driver continues
-    from its last checkpoint (docs/architecture.md, "Checkpoints"); 0: no checkpoints. Packs
-    never checkpoint.
+    from its last checkpoint (docs/architecture.md, "Checkpoints"); 0: no checkpoints. A pack
+    checkpoints each of its members on its own.
     """
 
     packing: Literal["auto", "off"] = "auto"

@@ -13,6 +13,15 @@ experiment directory, ``<storage>/study-<id>/<trial>/checkpoint_<n>``) with two 
   unpickling anything (:func:`latest_checkpoints`): a checkpoint that Tune was still copying
   when its worker died with the driver has a missing or short file and is passed over.
 
+A pack (:mod:`workers.packed_trainer`) checkpoints **per member**: its checkpoint directory
+holds ``members/<trial key>/`` with the same two files for each member still training, whose
+state is :meth:`workers.packed_trainer.PackedRun.member_state` (``"kind": "pack-member"`` in
+both files). A member's checkpoint does not depend on the pack it was taken in, so a driver that
+re-plans the unfinished trials into other packs still continues each from its own; members
+continue together when their checkpoints are at the same point (``progress``), and a member's
+checkpoint continues only in a pack (possibly of one), an unpacked trial's only unpacked
+(:func:`read_checkpoint` refuses the other kind).
+
 ``state.pt`` is read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists,
 tuples and dicts only (plus the ``Counter`` of ``MultiStepLR``'s milestones), so a checkpoint
 cannot run code when it is read. NumPy's state is kept as a plain tuple for that reason.
@@ -34,9 +43,13 @@ from workers.exceptions import CheckpointError
 
 STATE_FILE = "state.pt"
 INFO_FILE = "trial.json"
+MEMBERS_DIR = "members"  # a pack's checkpoint: one directory per member under it
 FORMAT_VERSION = 1
+TRIAL = "trial"  # the state of an unpacked trial (TrainingRun.state_dict)
+PACK_MEMBER = "pack-member"  # the state of one member of a pack (PackedRun.member_state)
 # Tune names a trial's checkpoints checkpoint_000000, checkpoint_000001, … in its directory
 CHECKPOINT_GLOB = "*/checkpoint_*"
+MEMBER_GLOB = f"{CHECKPOINT_GLOB}/{MEMBERS_DIR}/*"
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class CheckpointInfo:
     step: int
     reports: int
     path: Path
+    kind: str = TRIAL  # TRIAL or PACK_MEMBER: what continues it (a trial alone, or a pack)
 
     @property
     def progress(self) -> tuple[int, int, int]:
@@ -81,13 +95,16 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["data"])
 
 
-def write_checkpoint(directory: str | Path, key: str, state: dict[str, Any]) -> None:
+def write_checkpoint(
+    directory: str | Path, key: str, state: dict[str, Any], kind: str = TRIAL
+) -> None:
     """Write the training state of trial ``key`` into ``directory`` (which must exist)."""
     directory = Path(directory)
     path = directory / STATE_FILE
-    torch.save({"version": FORMAT_VERSION, "key": key, "state": state}, path)
+    torch.save({"version": FORMAT_VERSION, "kind": kind, "key": key, "state": state}, path)
     info = {
         "version": FORMAT_VERSION,
+        "kind": kind,
         "key": key,
         "epoch": int(state["epochs"]),
         "step": int(state["steps"]),
@@ -97,11 +114,25 @@ def write_checkpoint(directory: str | Path, key: str, state: dict[str, Any]) -> 
     (directory / INFO_FILE).write_text(json.dumps(info), encoding="utf-8")
 
 
-def read_checkpoint(directory: str | Path, key: str) -> dict[str, Any]:
+def member_directory(directory: str | Path, key: str) -> Path:
+    """Where a pack's checkpoint ``directory`` keeps member ``key``'s state."""
+    return Path(directory) / MEMBERS_DIR / key
+
+
+def write_pack_checkpoint(directory: str | Path, states: dict[str, dict[str, Any]]) -> None:
+    """Write every member's state (trial key → :meth:`PackedRun.member_state`) into the pack's
+    checkpoint ``directory``, one member directory each."""
+    for key, state in states.items():
+        target = member_directory(directory, key)
+        target.mkdir(parents=True)
+        write_checkpoint(target, key, state, kind=PACK_MEMBER)
+
+
+def read_checkpoint(directory: str | Path, key: str, kind: str = TRIAL) -> dict[str, Any]:
     """The training state written by :func:`write_checkpoint` for trial ``key``.
 
     Raises :class:`~workers.exceptions.CheckpointError` for a directory without a state, a
-    state of another format version, or the state of another trial.
+    state of another format version or kind, or the state of another trial.
     """
     path = Path(directory) / STATE_FILE
     try:
@@ -120,6 +151,11 @@ def read_checkpoint(directory: str | Path, key: str) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {directory} belongs to trial {saved.get('key')!r}, not {key!r}"
         )
+    if saved.get("kind", TRIAL) != kind:
+        raise CheckpointError(
+            f"checkpoint {directory} holds a {saved.get('kind', TRIAL)!r} state; continuing "
+            f"this run needs a {kind!r} one"
+        )
     return saved["state"]
 
 
@@ -135,45 +171,57 @@ def checkpoint_info(directory: Path) -> CheckpointInfo | None:
             return None
         return CheckpointInfo(
             str(info["key"]), int(info["epoch"]), int(info["step"]), int(info["reports"]),
-            directory,
+            directory, str(info.get("kind", TRIAL)),
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
+def _checkpoint_directories(experiment: Path) -> list[Path]:
+    """A trial's checkpoints and the member directories of a pack's, in a stable order."""
+    return sorted([*experiment.glob(CHECKPOINT_GLOB), *experiment.glob(MEMBER_GLOB)])
+
+
 def all_checkpoints(experiment_dirs: Iterable[Path]) -> list[CheckpointInfo]:
-    """Every readable checkpoint in Tune's experiment directories (of any earlier run)."""
+    """Every readable checkpoint in Tune's experiment directories (of any earlier run): each
+    unpacked trial's and each pack member's."""
     found = []
     for experiment in experiment_dirs:
         if experiment.is_dir():
-            for directory in sorted(experiment.glob(CHECKPOINT_GLOB)):
+            for directory in _checkpoint_directories(experiment):
                 info = checkpoint_info(directory)
                 if info is not None:
                     found.append(info)
     return found
 
 
-def latest_checkpoints(experiment_dirs: Iterable[Path]) -> dict[str, str]:
-    """Each trial key's most advanced checkpoint (as a path string) in the experiment
-    directories: what a driver hands its trials so that a run interrupted with its driver
-    continues where its last checkpoint left it."""
+def latest_checkpoint_infos(experiment_dirs: Iterable[Path]) -> dict[str, CheckpointInfo]:
+    """Each trial key's most advanced checkpoint in the experiment directories."""
     latest: dict[str, CheckpointInfo] = {}
     for info in all_checkpoints(experiment_dirs):
         current = latest.get(info.key)
         if current is None or info.progress > current.progress:
             latest[info.key] = info
-    return {key: str(info.path) for key, info in latest.items()}
+    return latest
+
+
+def latest_checkpoints(experiment_dirs: Iterable[Path]) -> dict[str, str]:
+    """Each trial key's most advanced checkpoint (as a path string) in the experiment
+    directories: what a driver hands its trials so that a run interrupted with its driver
+    continues where its last checkpoint left it."""
+    return {key: str(info.path) for key, info in latest_checkpoint_infos(experiment_dirs).items()}
 
 
 def remove_checkpoints(experiment_dirs: Iterable[Path], keys: set[str]) -> int:
     """Delete every checkpoint of the trials ``keys`` (finished: nothing will resume them);
-    return how many were removed. Tune keeps ``num_to_keep`` per trial after it ends, which for
-    a grid of 200-epoch CIFAR trials is gigabytes nobody reads."""
+    return how many were removed (a pack's checkpoint counts once per member, and goes when
+    its last member does). Tune keeps ``num_to_keep`` per trial after it ends, which for a
+    grid of 200-epoch CIFAR trials is gigabytes nobody reads."""
     removed = 0
     for experiment in experiment_dirs:
         if not experiment.is_dir():
             continue
-        for directory in experiment.glob(CHECKPOINT_GLOB):
+        for directory in _checkpoint_directories(experiment):
             try:  # complete or not: a short copy of a finished trial is garbage too
                 key = json.loads((directory / INFO_FILE).read_text(encoding="utf-8"))["key"]
             except (OSError, ValueError, KeyError, TypeError):
@@ -181,4 +229,7 @@ def remove_checkpoints(experiment_dirs: Iterable[Path], keys: set[str]) -> int:
             if key in keys:
                 shutil.rmtree(directory, ignore_errors=True)
                 removed += 1
+        for members in experiment.glob(f"{CHECKPOINT_GLOB}/{MEMBERS_DIR}"):
+            if not any(members.iterdir()):  # every member of that pack checkpoint is finished
+                shutil.rmtree(members.parent, ignore_errors=True)
     return removed

@@ -26,7 +26,16 @@ alone (:mod:`workers.trainer`):
 Reports go to ``report(progress, finals)``: ``progress`` maps trial keys to the metrics a trial
 alone would report at that point (the same names: :mod:`workers.trainer`), ``finals`` maps the
 keys of the members that ended at that point to their :class:`~workers.trainer.TrialResult`.
-See docs/architecture.md, "Packed trials".
+
+**Checkpoints.** With ``checkpointing`` (:class:`~workers.trainer.Checkpointing`), every
+``every``-th regular report goes to ``checkpointing.save(progress, states)`` instead, with one
+state per member still training (:meth:`PackedRun.member_state`: the member's parameters and
+buffers, its share of the packed optimizer, its monitors, losses and curve, the pack's
+counters and schedule, and its data stream's random state). A member's state does not depend on
+the rest of its pack: :meth:`PackedRun.load_member_states` continues any members whose states
+were taken at the same point, in a pack of other members than the one that saved them, and
+each ends exactly where the uninterrupted run ends. See docs/architecture.md, "Packed trials"
+and "Checkpoints".
 """
 
 import copy
@@ -51,13 +60,15 @@ from optim.packed import (
     project_members,
 )
 from studies.trial import Trial, TrialConfig
+from workers.checkpoints import rng_state, set_rng_state
 from workers.divergence import DivergenceMonitor
-from workers.exceptions import TaskConfigError
+from workers.exceptions import CheckpointError, TaskConfigError
 from workers.schedules import build_scheduler, schedule_applies
 from workers.tasks.base import Batch, Task
 from workers.tasks.registry import build_task
 from workers.trainer import (
     DEFAULT_REPORTS_PER_TRIAL,
+    Checkpointing,
     TrialResult,
     _optimizer_options,
     resolve_device,
@@ -97,10 +108,15 @@ class _Member:
     size_capped: int = 0
     size_count: int = 0
     last_metrics: dict[str, float] = field(default_factory=dict)
+    curve: list[dict[str, float]] = field(default_factory=list)  # every report so far
 
     @property
     def config(self) -> TrialConfig:
         return self.trial.config
+
+    @property
+    def form(self) -> str:
+        return str(packed_form(self.config.optimizer, self.config.optimizer_options))
 
 
 @dataclass
@@ -126,7 +142,12 @@ def packable_trial(config: TrialConfig) -> bool:
 class PackedRun:
     """The state of one running pack; :meth:`run` trains it to the end of its budget."""
 
-    def __init__(self, trials: list[Trial], report: PackReport) -> None:
+    def __init__(
+        self,
+        trials: list[Trial],
+        report: PackReport,
+        checkpointing: Checkpointing | None = None,
+    ) -> None:
         if not trials:
             raise TaskConfigError("a pack needs at least one trial")
         first = trials[0].config
@@ -135,6 +156,7 @@ class PackedRun:
                 raise TaskConfigError(f"{trial.config.optimizer}: this trial cannot be packed")
         self.config = first
         self.report_fn = report
+        self.checkpointing = checkpointing
         self.started = time.perf_counter()
         self.device = resolve_device(first.device)
         torch.set_num_threads(first.threads)
@@ -190,6 +212,7 @@ class PackedRun:
         self.step_factor = 1.0  # the schedule's multiplier of η at the last step
         self.steps = 0
         self.epochs = 0
+        self.reports = 0  # regular reports sent (a checkpoint is due every N of them)
         self.streams: list[Iterator[Batch]] = []
 
     # ------------------------------------------------------------------------------ building
@@ -401,6 +424,7 @@ class PackedRun:
         metrics["wall_time"] = time.perf_counter() - self.started
         m.interval_losses = []
         m.last_metrics = metrics
+        m.curve.append(metrics)
         return metrics
 
     def _result(self, position: int, objective: float | None, reason: str | None) -> TrialResult:
@@ -452,8 +476,107 @@ class PackedRun:
         evaluations = self._evaluations(list(range(len(self.members))))
         return {m.trial.key: self._metrics(i, evaluations[i]) for i, m in enumerate(self.members)}
 
-    def report(self, finals: dict[str, TrialResult] | None = None) -> None:
-        self.report_fn(self._all_metrics(), finals or {})
+    def _send(self, progress: dict[str, dict[str, float]]) -> None:
+        """A regular report of every member, carrying their states when a checkpoint is due."""
+        self.reports += 1
+        if self.checkpointing is not None and self.checkpointing.due(self.reports):
+            self.checkpointing.save(progress, self.member_states())
+        else:
+            self.report_fn(progress, {})
+
+    # ------------------------------------------------------------------------------ checkpoints
+
+    def member_state(self, position: int) -> dict[str, Any]:
+        """Everything the rest of member ``position``'s run depends on, as copies (a view
+        would save the whole pack's tensor): see the module docstring."""
+        m = self.members[position]
+        form = next(f for f in self.forms if f.start <= position < f.stop)
+        return {
+            "form": m.form,
+            "params": {
+                n: p.detach()[position].clone()
+                for n, p in zip(self.names, self.params, strict=True)
+            },
+            "buffers": {n: b[position].clone() for n, b in self.buffers.items()},
+            "optimizer": form.optimizer.member_state(position - form.start),
+            "monitor": m.monitor.state_dict(),
+            "interval_losses": list(m.interval_losses),
+            "epoch_losses": list(m.epoch_losses),
+            "recent": list(m.recent),
+            "step_sizes": [m.size_total, m.size_capped, m.size_count],
+            "curve": [dict(metrics) for metrics in m.curve],
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "reports": self.reports,
+            "step_factor": self.step_factor,
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "schedule_optimizer": self._schedule_optimizer.state_dict(),
+            "wall_time": time.perf_counter() - self.started,
+            "rng": rng_state(self.generators[m.stream]),
+        }
+
+    def member_states(self) -> dict[str, dict[str, Any]]:
+        """Every member's :meth:`member_state`, keyed by trial."""
+        return {m.trial.key: self.member_state(i) for i, m in enumerate(self.members)}
+
+    def load_member_states(self, states: dict[str, dict[str, Any]]) -> None:
+        """Continue every member from its :meth:`member_state` (trial key → state), taken in
+        this pack or in any other at the same point of the run.
+
+        Raises :class:`~workers.exceptions.CheckpointError` when a member has no state, when
+        the states were taken at different points, or with another packed form.
+        """
+        missing = [m.trial.key for m in self.members if m.trial.key not in states]
+        if missing:
+            raise CheckpointError(f"no checkpoint for the members {missing}")
+        ordered = [states[m.trial.key] for m in self.members]
+        points = sorted({(s["steps"], s["epochs"], s["reports"]) for s in ordered})
+        if len(points) != 1:
+            raise CheckpointError(
+                f"the members' checkpoints were taken at different points (steps, epochs, "
+                f"reports): {points}"
+            )
+        for m, state in zip(self.members, ordered, strict=True):
+            if state["form"] != m.form:
+                raise CheckpointError(
+                    f"trial {m.trial.key}: its checkpoint is of the packed form "
+                    f"{state['form']!r}, not {m.form!r}"
+                )
+        with torch.no_grad():
+            self.params = [
+                torch.stack([s["params"][n] for s in ordered]).to(self.device).requires_grad_()
+                for n in self.names
+            ]
+            self.buffers = {
+                n: torch.stack([s["buffers"][n] for s in ordered]).to(self.device)
+                for n in self.buffers
+            }
+        for form in self.forms:
+            form.optimizer.load_member_states(
+                [s["optimizer"] for s in ordered[form.start : form.stop]]
+            )
+        for m, state in zip(self.members, ordered, strict=True):
+            m.monitor.load_state_dict(state["monitor"])
+            m.interval_losses = list(state["interval_losses"])
+            m.epoch_losses = list(state["epoch_losses"])
+            m.recent = deque(state["recent"])
+            m.size_total, m.size_capped, m.size_count = state["step_sizes"]
+            m.curve = [dict(metrics) for metrics in state["curve"]]
+            m.last_metrics = dict(m.curve[-1]) if m.curve else {}
+        first = ordered[0]
+        self.steps, self.epochs, self.reports = first["steps"], first["epochs"], first["reports"]
+        self.step_factor = first["step_factor"]
+        if (first["scheduler"] is None) != (self.scheduler is None):
+            raise CheckpointError("the checkpoint was taken with another schedule")
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(first["scheduler"])
+        self._schedule_optimizer.load_state_dict(first["schedule_optimizer"])
+        self.started = time.perf_counter() - max(float(s["wall_time"]) for s in ordered)
+        # last: building the pack drew from the random states
+        for stream, generator in enumerate(self.generators):
+            own = [s for m, s in zip(self.members, ordered, strict=True) if m.stream == stream]
+            if own:
+                set_rng_state(own[0]["rng"], generator)
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -468,13 +591,14 @@ class PackedRun:
         budget = self.config.budget
         every = self.config.report_every or max(1, budget // DEFAULT_REPORTS_PER_TRIAL)
         window = min(getattr(self.task.options, "objective_window", 100), max(1, budget // 100))
-        for m in self.members:
-            m.recent = deque(maxlen=window)
+        for m in self.members:  # a continued run keeps its checkpoint's window
+            m.recent = deque(m.recent, maxlen=window)
+        # a continued run draws the rest of each stream from its generator's checkpointed state
         self.streams = [
             iter(task.train_batches(self.config.batch_size, generator))
             for task, generator in zip(self.tasks, self.generators, strict=True)
         ]
-        for _ in range(budget):
+        for _ in range(self.steps, budget):
             if not self.members:
                 return
             self.train_step(*self._batch())
@@ -484,7 +608,7 @@ class PackedRun:
                 if self.steps == budget:
                     self._finish_steps()
                 else:
-                    self.report()
+                    self._send(self._all_metrics())
 
     def _finish_steps(self) -> None:
         progress = self._all_metrics()
@@ -496,7 +620,7 @@ class PackedRun:
         self.members = []
 
     def _run_epochs(self) -> None:
-        for _ in range(self.config.budget):
+        for _ in range(self.epochs, self.config.budget):
             for m in self.members:
                 m.epoch_losses = []
             self.streams = [
@@ -528,11 +652,16 @@ class PackedRun:
                 self.report_fn(progress, finals)
                 self.members = []
                 return
-            self.report()
-            self._advance_schedule()  # epoch budgets: the schedule moves once per epoch
+            progress = self._all_metrics()
+            # epoch budgets: the schedule moves once per epoch (before the report's checkpoint,
+            # so that the checkpoint holds it; the report's ``lr`` is the last step's)
+            self._advance_schedule()
+            self._send(progress)
 
 
-def run_pack(trials: list[Trial], report: PackReport) -> None:
+def run_pack(
+    trials: list[Trial], report: PackReport, checkpointing: Checkpointing | None = None
+) -> None:
     """Train the pack of ``trials`` (see the module docstring); raises
     :class:`~workers.exceptions.TaskConfigError` for a pack that cannot run."""
-    PackedRun(trials, report).run()
+    PackedRun(trials, report, checkpointing).run()

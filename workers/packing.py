@@ -12,12 +12,19 @@ into a whole number of rounds of the cluster (315 trials, at most 128 a pack, on
 of about 79, not 3 of 105, the third of which would run alone). Members
 are dealt round-robin, so each pack gets a mix of optimizers and η values and the packs end at
 about the same time however many of their members diverge early.
+
+Trials that continue from checkpoints (a driver that died, a round that lost them) are grouped
+by where they continue: members whose pack-member checkpoints were taken at the same point
+form packs of their own (a pack of one too: its state is a pack member's), and a trial with an
+unpacked trial's checkpoint runs alone, where that checkpoint continues (:func:`runs_packed`).
 """
 
 import json
 import math
+from collections.abc import Mapping
 
 from studies.trial import Trial
+from workers.checkpoints import PACK_MEMBER, CheckpointInfo
 from workers.packed_trainer import packable_trial
 
 #: What members of a pack may differ in (everything else of their config is shared).
@@ -32,13 +39,34 @@ def pack_key(trial: Trial) -> str:
     return json.dumps(shared, sort_keys=True)
 
 
-def plan_packs(trials: list[Trial], *, slots: int, max_pack_size: int) -> list[list[Trial]]:
-    """``trials`` as a list of packs (a pack of one runs unpacked), in a stable order."""
-    groups: dict[str, list[Trial]] = {}
+def _continues_packed(trial: Trial, checkpoints: Mapping[str, CheckpointInfo]) -> bool:
+    info = checkpoints.get(trial.key)
+    return info is not None and info.kind == PACK_MEMBER
+
+
+def runs_packed(pack: list[Trial], checkpoints: Mapping[str, CheckpointInfo]) -> bool:
+    """Whether a planned pack runs as a pack: several members, or one that continues from a
+    pack member's checkpoint (a pack of one otherwise runs as the plain trial)."""
+    return len(pack) > 1 or _continues_packed(pack[0], checkpoints)
+
+
+def plan_packs(
+    trials: list[Trial],
+    *,
+    slots: int,
+    max_pack_size: int,
+    checkpoints: Mapping[str, CheckpointInfo] | None = None,
+) -> list[list[Trial]]:
+    """``trials`` as a list of packs, in a stable order; ``checkpoints`` (trial key → its
+    latest checkpoint) groups the trials that continue by where they continue."""
+    checkpoints = checkpoints or {}
+    groups: dict[tuple[str, tuple[int, int, int] | None], list[Trial]] = {}
     alone: list[list[Trial]] = []
     for trial in trials:
-        if packable_trial(trial.config):
-            groups.setdefault(pack_key(trial), []).append(trial)
+        info = checkpoints.get(trial.key)
+        if packable_trial(trial.config) and (info is None or info.kind == PACK_MEMBER):
+            point = None if info is None else info.progress
+            groups.setdefault((pack_key(trial), point), []).append(trial)
         else:
             alone.append([trial])
     counts = {key: math.ceil(len(members) / max_pack_size) for key, members in groups.items()}

@@ -39,7 +39,7 @@ from studies.spec import StudySpec
 from studies.statuses import TRIAL_FINISHED
 from studies.store import Store, repository
 from studies.trial import TrialRecord
-from workers.checkpoints import latest_checkpoints, remove_checkpoints
+from workers.checkpoints import CheckpointInfo, latest_checkpoint_infos, remove_checkpoints
 from workers.ray_env import apply_ray_environment
 
 log = logging.getLogger("workers.run")
@@ -133,7 +133,7 @@ class StudyDriver:
     def _run_grid(self, spec: StudySpec) -> None:
         from ray import tune
 
-        from workers.packing import plan_packs
+        from workers.packing import plan_packs, runs_packed
         from workers.store_callback import StoreCallback
         from workers.trainable import grid_trials, train
 
@@ -151,9 +151,13 @@ class StudyDriver:
             )
         ]
         ours = [record.trial for record in trials]
+        checkpoints = latest_checkpoint_infos(self._experiment_dirs())
         if spec.execution.packing == "auto":
             packs = plan_packs(
-                ours, slots=self._slots(spec), max_pack_size=spec.execution.max_pack_size
+                ours,
+                slots=self._slots(spec),
+                max_pack_size=spec.execution.max_pack_size,
+                checkpoints=checkpoints,
             )
         else:
             packs = [[trial] for trial in ours]
@@ -163,11 +167,13 @@ class StudyDriver:
             sorted({len(p) for p in packs if len(p) > 1}),
         )  # fmt: skip
         entries = [
-            [t.to_json() for t in pack] if len(pack) > 1 else pack[0].to_json() for pack in packs
+            [t.to_json() for t in pack] if runs_packed(pack, checkpoints) else pack[0].to_json()
+            for pack in packs
         ]
         tuner = tune.Tuner(
             tune.with_resources(
-                tune.with_parameters(train, **self._checkpointing(spec)), parts["resources"]
+                tune.with_parameters(train, **self._checkpointing(spec, checkpoints)),
+                parts["resources"],
             ),
             param_space={"trial": tune.grid_search(entries)},
             tune_config=tune.TuneConfig(reuse_actors=True),
@@ -183,10 +189,14 @@ class StudyDriver:
         storage = self.settings.resolved_storage_path
         return [storage / f"study-{self.study_id}", *storage.glob(f"study-{self.study_id}-*")]
 
-    def _checkpointing(self, spec: StudySpec) -> dict[str, Any]:
+    def _checkpointing(
+        self, spec: StudySpec, checkpoints: dict[str, CheckpointInfo] | None = None
+    ) -> dict[str, Any]:
         """The trainable's checkpoint parameters: the cadence and, per trial key, the latest
         checkpoint an earlier run left (a driver that died, a round that lost the trial)."""
-        resume_from = latest_checkpoints(self._experiment_dirs())
+        if checkpoints is None:
+            checkpoints = latest_checkpoint_infos(self._experiment_dirs())
+        resume_from = {key: str(info.path) for key, info in checkpoints.items()}
         if resume_from:
             log.info("study %s: %d trials continue from checkpoints", self.study_id,
                      len(resume_from))  # fmt: skip

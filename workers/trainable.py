@@ -20,8 +20,14 @@ finds them). Continued after a driver's death, it first sends the checkpoint's r
 the dead driver may not have stored the last ones, and storing a point again is harmless (the
 store keeps one value per trial, step and metric). An unreadable checkpoint is logged and the
 trial starts from the beginning. A continued run's progress reports carry ``resumed_from_epoch``
-and ``resumed_from_step`` (in Tune's results only; the store keeps the curves). Packs do not
-checkpoint.
+and ``resumed_from_step`` (in Tune's results only; the store keeps the curves).
+
+A **pack** checkpoints the same way, one state per member still training in one Tune checkpoint
+(:func:`workers.checkpoints.write_pack_checkpoint`). Tune's retry continues the members of that
+checkpoint (the ones that had ended before it are not trained again); a pack that a new driver
+planned continues from ``resume_from`` when every member has a pack-member checkpoint there
+(:func:`workers.packing.plan_packs` groups them by the point their checkpoints were taken at),
+and otherwise, or when the states do not fit together, trains from the start.
 """
 
 import json
@@ -35,9 +41,15 @@ from ray import tune
 
 from optim.exceptions import OptimError
 from studies.trial import Trial
-from workers.checkpoints import read_checkpoint, write_checkpoint
+from workers.checkpoints import (
+    PACK_MEMBER,
+    member_directory,
+    read_checkpoint,
+    write_checkpoint,
+    write_pack_checkpoint,
+)
 from workers.exceptions import CheckpointError, TaskConfigError
-from workers.packed_trainer import run_pack
+from workers.packed_trainer import PackedRun
 from workers.trainer import Checkpointing, TrialResult, run_trial
 
 TrialSource = Callable[[dict[str, Any]], Trial]  # Tune config -> the trial it runs
@@ -71,10 +83,19 @@ def final_fields(result: TrialResult) -> dict[str, Any]:
     }
 
 
-def train_pack(trials: list[Trial]) -> None:
-    """Train a pack and send its reports (see the module docstring)."""
+def train_pack(
+    trials: list[Trial], checkpoint_every: int = 0, resume_from: Mapping[str, str] | None = None
+) -> None:
+    """Train a pack and send its reports, checkpointing and continuing as the module docstring
+    says."""
+    states, earlier_run = restored_pack_states(trials, resume_from or {})
+    resumed: dict[str, Any] = {}
 
-    def report(progress: dict[str, dict[str, float]], finals: dict[str, TrialResult]) -> None:
+    def send(
+        progress: dict[str, dict[str, float]],
+        finals: dict[str, TrialResult],
+        checkpoint: tune.Checkpoint | None = None,
+    ) -> None:
         members = {
             key: {
                 "progress": metrics,
@@ -85,16 +106,43 @@ def train_pack(trials: list[Trial]) -> None:
         for key in finals.keys() - progress.keys():
             members[key] = {"final": final_fields(finals[key])}
         running = [m["train_loss"] for m in progress.values() if "train_loss" in m]
-        tune.report(
-            {
-                "kind": PACK,
-                "members": json.dumps(members, allow_nan=True),
-                "objective": min(running) if running else math.inf,
-            }
-        )
+        metrics = {
+            "kind": PACK,
+            "members": json.dumps(members, allow_nan=True),
+            "objective": min(running) if running else math.inf,
+            **resumed,
+        }
+        tune.report(metrics, checkpoint=checkpoint)
 
+    def report(progress: dict[str, dict[str, float]], finals: dict[str, TrialResult]) -> None:
+        send(progress, finals)
+
+    def save(progress: dict[str, dict[str, float]], member_states: dict[str, Any]) -> None:
+        # Tune copies the directory into the trial's storage before report returns
+        with tempfile.TemporaryDirectory(prefix="sensitivity-checkpoint-") as directory:
+            write_pack_checkpoint(directory, member_states)
+            send(progress, {}, tune.Checkpoint.from_directory(directory))
+
+    checkpointing = Checkpointing(checkpoint_every, save) if checkpoint_every > 0 else None
     try:
-        run_pack(trials, report)
+        if states is not None:  # Tune's retry: the members that ended before it are done
+            trials = [t for t in trials if t.key in states]
+        run = PackedRun(trials, report, checkpointing)
+        if states is not None:
+            try:
+                run.load_member_states(states)
+            except CheckpointError as error:
+                log.warning("pack of %d: %s; training from the start", len(trials), error)
+                states, run = None, PackedRun(trials, report, checkpointing)
+        if states is not None:
+            first = next(iter(states.values()))
+            resumed.update(resumed_from_epoch=first["epochs"], resumed_from_step=first["steps"])
+            log.info("pack of %d: continuing from the checkpoint at step %d (epoch %d)",
+                     len(trials), first["steps"], first["epochs"])  # fmt: skip
+            if earlier_run:  # the dead driver may not have stored the last reports
+                for point in range(len(first["curve"])):
+                    report({key: state["curve"][point] for key, state in states.items()}, {})
+        run.run()
     except (TaskConfigError, OptimError, FileNotFoundError) as error:
         failed = {"outcome": "failed", "reason": str(error)}
         tune.report(
@@ -104,6 +152,36 @@ def train_pack(trials: list[Trial]) -> None:
                 "objective": math.inf,
             }
         )
+
+
+def restored_pack_states(
+    trials: list[Trial], resume_from: Mapping[str, str]
+) -> tuple[dict[str, dict[str, Any]] | None, bool]:
+    """The member states a pack continues from (trial key → state), and whether they come from
+    a dead driver's run (``resume_from``: every member must have one) rather than from Tune's
+    retry of this pack (``tune.get_checkpoint()``: the members still training at it)."""
+    checkpoint = tune.get_checkpoint()
+    try:
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                states = {
+                    t.key: read_checkpoint(member_directory(directory, t.key), t.key, PACK_MEMBER)
+                    for t in trials
+                    if member_directory(directory, t.key).is_dir()
+                }
+            return states or None, False
+        found = [t.key for t in trials if t.key in resume_from]
+        if not found:
+            return None, False
+        if len(found) < len(trials):
+            log.warning("pack of %d: only %d members have a checkpoint; training from the start",
+                        len(trials), len(found))  # fmt: skip
+            return None, False
+        states = {key: read_checkpoint(resume_from[key], key, PACK_MEMBER) for key in found}
+    except CheckpointError as error:
+        log.warning("pack of %d: %s; training from the start", len(trials), error)
+        return None, False
+    return states, True
 
 
 def objective_for_search(status: str, value: float | None) -> float:
@@ -143,7 +221,7 @@ def train(
     :class:`~workers.search.SampledTrials` as ``trial_of`` via ``tune.with_parameters``; the
     driver passes the checkpoint cadence and the checkpoints of its trials the same way)."""
     if isinstance(config.get("trial"), list):
-        train_pack(grid_trials(config))
+        train_pack(grid_trials(config), checkpoint_every, resume_from)
         return
     trial = trial_of(config)
     key = trial.key

@@ -100,10 +100,11 @@ def _finite_or_none(value: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Checkpointing:
-    """When a trial checkpoints (every ``every``-th report; 0: never) and how (``save``)."""
+    """When a trial checkpoints (every ``every``-th report; 0: never) and how (``save``: a
+    trial's ``(metrics, state)``, a pack's ``(progress, states)`` keyed by member)."""
 
     every: int
-    save: SaveReport
+    save: SaveReport | Callable[[dict[str, dict[str, float]], dict[str, Any]], None]
 
     def due(self, reports: int) -> bool:
         """Whether the ``reports``-th report (1-based) carries a checkpoint."""

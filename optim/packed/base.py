@@ -125,6 +125,45 @@ class PackedOptimizer(abc.ABC):
         }
         self.n = int(index.numel())
 
+    def _per_member_tensors(self) -> dict[str, torch.Tensor]:
+        """The attributes that hold one value per member (first dimension ``n``)."""
+        return {
+            name: value
+            for name, value in vars(self).items()
+            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == self.n
+        }
+
+    def member_state(self, position: int) -> dict[str, Any]:
+        """Member ``position``'s share of the optimizer (its hyperparameters, buffers, running
+        estimates and the step counter) as copies, for a checkpoint that another pack can
+        continue: :meth:`load_member_states`."""
+        return {
+            "steps": self.steps,
+            "tensors": {n: v[position].clone() for n, v in self._per_member_tensors().items()},
+            "state": {key: [t[position].clone() for t in ts] for key, ts in self.state.items()},
+        }
+
+    def load_member_states(self, states: Sequence[Mapping[str, Any]]) -> None:
+        """Continue from one :meth:`member_state` per member, in the pack's member order
+        (every member taken at the same step)."""
+        if len(states) != self.n:
+            raise ValueError(f"{len(states)} member states for a pack of {self.n} members")
+        steps = {int(state["steps"]) for state in states}
+        if len(steps) != 1:
+            raise ValueError(f"member states taken at different steps: {sorted(steps)}")
+        self.steps = steps.pop()
+        first = states[0]
+        for name in first["tensors"]:
+            stacked = torch.stack([state["tensors"][name] for state in states])
+            setattr(self, name, stacked.to(self.device))
+        self.state = {
+            key: [
+                torch.stack([state["state"][key][i] for state in states]).to(self.device)
+                for i in range(len(tensors))
+            ]
+            for key, tensors in first["state"].items()
+        }
+
     def _record(self, sizes: torch.Tensor, capped: torch.Tensor | None = None) -> None:
         self.last_step_size = sizes
         self.last_step_capped = (

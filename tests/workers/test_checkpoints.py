@@ -290,53 +290,96 @@ E2E = {
     "max_failures": 2,
     "execution": {"packing": "off", "checkpoint_every": 1},
 }
+# the same as one pack of three members (two optimizers, two seeds; every CPU of the test
+# head per Tune trial, so the driver plans a single pack)
+E2E_PACKED = {
+    **E2E,
+    "optimizers": [{"name": "sgd", "options": {"momentum": 0.9}}, "alig"],
+    "grid": {"eta": [0.005], "batch_size": [8], "seed": [0, 1]},
+    "resources": {"cpu": 2},
+    "execution": {"packing": "auto", "checkpoint_every": 1},
+}
 STEPS_PER_EPOCH = 1000
 
 
-def tune_results(experiment: Path) -> list[dict[str, Any]]:
-    """The trial's progress reports as Tune recorded them (every trial directory of the
-    experiment, in order): Tune adds the reporting worker's ``pid``."""
+def tune_results(experiment: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each trial's progress reports as Tune recorded them (every Tune trial directory of the
+    experiment, in order), a pack's split by member; Tune adds the reporting worker's ``pid``,
+    and a continued run's reports carry ``resumed_from_epoch`` / ``resumed_from_step``."""
     import json
 
-    rows = []
+    rows: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(experiment.glob("*/result.json"), key=lambda p: p.stat().st_mtime):
         for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("kind") == "progress":
-                    rows.append(row)
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("kind") == "progress":
+                rows.setdefault(row["key"], []).append(row)
+            elif row.get("kind") == "pack":
+                extra = {k: row[k] for k in ("pid", "resumed_from_epoch", "resumed_from_step")
+                         if k in row}  # fmt: skip
+                for key, member in json.loads(row["members"]).items():
+                    if "progress" in member:
+                        rows.setdefault(key, []).append({**member["progress"], **extra})
     return rows
 
 
+def uninterrupted(records) -> dict[str, tuple[float | None, list[dict[str, float]]]]:
+    """The trials run here without interruption, as the driver ran them (alone, or as one
+    pack): each key's final objective and reports."""
+    from workers.packed_trainer import PackedRun
+    from workers.trainer import run_trial
+
+    if len(records) == 1:
+        reports: list[dict[str, float]] = []
+        alone = run_trial(records[0].config, reports.append)
+        return {records[0].key: (alone.final_objective, reports)}
+    curves: dict[str, list[dict[str, float]]] = {r.key: [] for r in records}
+    finals: dict[str, Any] = {}
+
+    def report(progress, ended) -> None:
+        for key, metrics in progress.items():
+            curves[key].append(metrics)
+        finals.update(ended)
+
+    PackedRun([r.trial for r in records], report).run()
+    return {key: (finals[key].final_objective, curves[key]) for key in curves}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("packing", ["off", "auto"])
 @pytest.mark.parametrize("kill", ["trial worker", "driver"])
 def test_trial_killed_after_a_checkpoint_resumes_from_it_and_ends_like_an_uninterrupted_run(
-    tmp_path: Path, ray_head, kill: str
+    tmp_path: Path, ray_head, kill: str, packing: str
 ) -> None:
     from studies.settings import Settings
     from studies.store import Store, repository
     from tests.ray_cluster import driver_env, start_driver
     from tests.workers.test_execution import _descends_from, create, run_to_end, wait_until
     from workers.launcher import RayJobLauncher
-    from workers.trainer import run_trial
 
     url = f"sqlite:///{tmp_path / 'studies.sqlite'}"
     store = Store(url)
     store.upgrade()
     storage = tmp_path / "ray_results"
     env_vars = driver_env(url, storage, ray_head)
-    study_id = create(store, E2E, name="checkpointed")
+    study_id = create(store, E2E if packing == "off" else E2E_PACKED, name="checkpointed")
     with store.session() as session:
-        (record,) = repository.trial_records(session, study_id)
+        records = repository.trial_records(session, study_id)
+    assert len(records) == (1 if packing == "off" else 4)
 
     def epochs_stored() -> int:
         with store.session() as session:
-            return len(repository.metric_curve(session, study_id, record.key, "train_loss"))
+            return min(
+                len(repository.metric_curve(session, study_id, r.key, "train_loss"))
+                for r in records
+            )
 
     started = time.monotonic()
     driver = start_driver(study_id, env_vars, tmp_path / "driver1.log")
     try:
-        assert wait_until(lambda: epochs_stored() >= 2, timeout=180, every=0.1), (
+        assert wait_until(lambda: epochs_stored() >= 2, timeout=240, every=0.1), (
             tmp_path / "driver1.log"
         ).read_text()
         if kill == "driver":
@@ -348,73 +391,76 @@ def test_trial_killed_after_a_checkpoint_resumes_from_it_and_ends_like_an_uninte
             victims = [pid for pid in found if _descends_from(int(pid), ray_head._process.pid)]
             assert victims, "no trial worker process of this study found"
             os.kill(int(victims[0]), signal.SIGKILL)
-        killed_at = time.monotonic() - started
         stored_at_kill = epochs_stored()
         if kill == "driver":
-            code = run_to_end(study_id, env_vars, tmp_path / "driver2.log")
+            code = run_to_end(study_id, env_vars, tmp_path / "driver2.log", timeout=360)
         else:
-            code = driver.wait(240)
+            code = driver.wait(360)
         assert code == 0, (tmp_path / "driver1.log").read_text()
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     study_wall = time.monotonic() - started
 
+    logs = "\n".join(p.read_text()[-4000:] for p in sorted(tmp_path.glob("driver*.log")))
+    if packing == "auto":
+        assert "1 packs of [4] members" in (tmp_path / "driver1.log").read_text(), logs
     # where the second run started: Tune's results of the continued run say so
     results = tune_results(storage / f"study-{study_id}")
-    before = [r for r in results if "resumed_from_epoch" not in r]
-    after = [r for r in results if "resumed_from_epoch" in r]
-    logs = "\n".join(p.read_text()[-4000:] for p in sorted(tmp_path.glob("driver*.log")))
-    # Tune's JSON logger runs in the driver and buffers: a SIGKILLed driver may not have
-    # written its results, so the store (which got them through the callback) says what the
-    # first run did; a driver that survives (the worker-kill case) has them all
-    assert after, f"{results}\n{sorted(storage.rglob('checkpoint_*'))}\n{logs}"
-    assert before or kill == "driver", f"{results}\n{logs}"
-    resumed_from = after[0]["resumed_from_epoch"]
-    assert resumed_from >= 2 and after[0]["resumed_from_step"] == resumed_from * STEPS_PER_EPOCH
-    replayed = [r for r in after if r["epoch"] <= resumed_from]
-    trained = [r for r in after if r["epoch"] > resumed_from]
-    # Tune's retry reports from the checkpoint on; a new driver first sends the checkpoint's
-    # reports again (the dead one may not have stored the last), then trains on
-    assert [r["epoch"] for r in replayed] == (list(range(1, resumed_from + 1)) if kill == "driver"
-                                              else [])  # fmt: skip
-    assert [r["epoch"] for r in trained] == list(range(resumed_from + 1, 9))
-    assert {r["pid"] for r in after}.isdisjoint({r["pid"] for r in before})
-    epochs_before_kill = max([stored_at_kill, *(r["epoch"] for r in before)])
-    redone = epochs_before_kill - resumed_from
-    assert 0 <= redone <= 2
-
-    # the same trial uninterrupted, in this process: the same end, exactly
     t0 = time.perf_counter()
-    reports: list[dict[str, float]] = []
-    alone = run_trial(record.config, reports.append)
+    expected = uninterrupted(records)
     alone_wall = time.perf_counter() - t0
     with store.session() as session:
-        (row,) = repository.trial_records(session, study_id)
-        curve = repository.metric_curve(session, study_id, record.key, "train_loss")
+        rows = {r.key: r for r in repository.trial_records(session, study_id)}
+        curves = {
+            key: repository.metric_curve(session, study_id, key, "train_loss") for key in rows
+        }
         study = repository.get_study(session, study_id)
-    assert row.status == "completed" and row.attempts == 2
-    assert row.final_objective == alone.final_objective
-    # the stored curve: one point per epoch, none lost before the checkpoint, none twice
-    assert [p.step for p in curve] == [STEPS_PER_EPOCH * e for e in range(1, 9)]
-    assert [p.value for p in curve] == [r["train_loss"] for r in reports]
-    assert [r["lr"] for r in trained] == [r["lr"] for r in reports[resumed_from:]]
+    resumed_epochs = set()
+    for record in records:
+        key = record.key
+        before = [r for r in results.get(key, []) if "resumed_from_epoch" not in r]
+        after = [r for r in results.get(key, []) if "resumed_from_epoch" in r]
+        # Tune's JSON logger runs in the driver and buffers: a SIGKILLed driver may not have
+        # written its results, so the store (which got them through the callback) says what
+        # the first run did; a driver that survives (the worker-kill case) has them all
+        assert after, f"{results}\n{sorted(storage.rglob('checkpoint_*'))}\n{logs}"
+        assert before or kill == "driver", f"{results}\n{logs}"
+        resumed_from = after[0]["resumed_from_epoch"]
+        assert resumed_from >= 2
+        assert after[0]["resumed_from_step"] == resumed_from * STEPS_PER_EPOCH
+        replayed = [r for r in after if r["epoch"] <= resumed_from]
+        trained = [r for r in after if r["epoch"] > resumed_from]
+        # Tune's retry reports from the checkpoint on; a new driver first sends the
+        # checkpoint's reports again (the dead one may not have stored the last), then trains
+        assert [r["epoch"] for r in replayed] == (list(range(1, resumed_from + 1))
+                                                  if kill == "driver" else [])  # fmt: skip
+        assert [r["epoch"] for r in trained] == list(range(resumed_from + 1, 9))
+        assert {r["pid"] for r in after}.isdisjoint({r["pid"] for r in before})
+        epochs_before_kill = max([stored_at_kill, *(r["epoch"] for r in before)])
+        assert 0 <= epochs_before_kill - resumed_from <= 2
+        resumed_epochs.add(resumed_from)
 
-    # the finished trial's checkpoints are gone; deleting the study removes Tune's directory
+        # the same trial uninterrupted, in this process: the same end, exactly
+        objective, reports = expected[key]
+        row = rows[key]
+        assert row.status == "completed" and row.attempts == 2
+        assert row.final_objective == objective
+        # the stored curve: one point per epoch, none lost before the checkpoint, none twice
+        assert [p.step for p in curves[key]] == [STEPS_PER_EPOCH * e for e in range(1, 9)]
+        assert [p.value for p in curves[key]] == [r["train_loss"] for r in reports]
+        if "lr" in reports[0]:
+            assert [r["lr"] for r in trained] == [r["lr"] for r in reports[resumed_from:]]
+    assert len(resumed_epochs) == 1  # a pack's members continued together
+    print(f"\n{packing} / {kill}: resumed from epoch {resumed_epochs.pop()}, study wall "
+          f"{study_wall:.1f} s, uninterrupted here {alone_wall:.1f} s")  # fmt: skip
+
+    # the finished trials' checkpoints are gone; deleting the study removes Tune's directory
     assert latest_checkpoints([storage / f"study-{study_id}"]) == {}
+    assert not list((storage / f"study-{study_id}").glob("*/checkpoint_*"))
     assert (storage / f"study-{study_id}").is_dir()
     RayJobLauncher(ray_head.dashboard_url, Settings(database_url=url, storage_path=storage)).forget(
         study
     )
     assert not (storage / f"study-{study_id}").exists()
     store.dispose()
-    print(
-        f"\n[checkpoints, killed {kill}] epochs stored before the kill: {stored_at_kill}, "
-        f"reported: {epochs_before_kill}; killed {killed_at:.1f} s after the driver started; "
-        f"resumed from the checkpoint of epoch {resumed_from} (epochs redone: {redone}, "
-        f"reports replayed: {len(replayed)}); study wall time {study_wall:.1f} s (driver "
-        f"start to end, Ray start-up and restart included); the trial's training time "
-        f"{row.metrics.get('wall_time', math.nan):.1f} s resumed vs {alone_wall:.1f} s "
-        f"uninterrupted in-process; final objective {row.final_objective!r} == "
-        f"{alone.final_objective!r}"
-    )
