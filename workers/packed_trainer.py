@@ -428,18 +428,11 @@ class PackedRun:
         return metrics
 
     def _result(self, position: int, objective: float | None, reason: str | None) -> TrialResult:
-        m = self.members[position]
-        if objective is not None and not math.isfinite(objective):
-            objective, reason = None, "final objective is not finite"
-        return TrialResult(
-            "diverged" if reason else "completed",
-            objective,
-            self.steps,
-            self.epochs,
-            time.perf_counter() - self.started,
-            dict(m.last_metrics),
-            reason,
-        )
+        return TrialResult.ended(
+            objective, reason, steps=self.steps, epochs=self.epochs,
+            wall_time=time.perf_counter() - self.started,
+            metrics=self.members[position].last_metrics,
+        )  # fmt: skip
 
     def _drop(self, positions: list[int]) -> None:
         """Members ``positions`` leave the pack: every per-member tensor is compacted."""

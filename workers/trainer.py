@@ -81,6 +81,24 @@ class TrialResult:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None  # why it diverged
 
+    @classmethod
+    def ended(
+        cls,
+        objective: float | None,
+        reason: str | None,
+        *,
+        steps: int,
+        epochs: int,
+        wall_time: float,
+        metrics: dict[str, float],
+    ) -> "TrialResult":
+        """How a trial ended: ``diverged`` with a ``reason``, else ``completed`` with its
+        objective; a non-finite final objective is a divergence too."""
+        if objective is not None and not math.isfinite(objective):
+            objective, reason = None, "final objective is not finite"
+        status: Literal["completed", "diverged"] = "diverged" if reason else "completed"
+        return cls(status, objective, steps, epochs, wall_time, dict(metrics), reason)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: non-finite numbers (a diverged trial's last metrics) become None."""
         return {
@@ -310,15 +328,10 @@ class TrainingRun:
         return SCHEDULES[self.unit](self)
 
     def result(self, objective: float | None, reason: str | None) -> TrialResult:
-        return TrialResult(
-            "diverged" if reason else "completed",
-            objective,
-            self.steps,
-            self.epochs,
-            time.perf_counter() - self.started,
-            dict(self.last_metrics),
-            reason,
-        )
+        return TrialResult.ended(
+            objective, reason, steps=self.steps, epochs=self.epochs,
+            wall_time=time.perf_counter() - self.started, metrics=self.last_metrics,
+        )  # fmt: skip
 
 
 def _objective_window(trial: TrainingRun) -> int:
@@ -405,10 +418,4 @@ def run_trial(
     trial = TrainingRun(config, report or (lambda metrics: None), checkpointing)
     if resume is not None:
         trial.load_state_dict(resume)
-    result = trial.run()
-    if result.final_objective is not None and not math.isfinite(result.final_objective):
-        return TrialResult(
-            "diverged", None, result.steps, result.epochs, result.wall_time, result.metrics,
-            "final objective is not finite",
-        )  # fmt: skip
-    return result
+    return trial.run()

@@ -39,14 +39,6 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def _trials(task: str, members=MEMBERS):
     options, _, batch = TASKS[task]
     extra = dict(CASES[task])

@@ -90,14 +90,6 @@ def _compare(trials, rtol):
                     assert got[name] == pytest.approx(want[name], rel=rtol, abs=rtol * 1e-3), name
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_members_follow_their_trials_exactly_in_float64(task, float64):
     options, budget, batch = TASKS[task]
