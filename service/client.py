@@ -146,7 +146,7 @@ class ApiClient:
     ) -> None:
         self.close()
 
-    def _request(
+    def request(
         self,
         method: str,
         path: str,
@@ -155,7 +155,9 @@ class ApiClient:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request; a response with a 2xx status, or :class:`ApiError`."""
+        """Send one request to the service (``path`` from the root, e.g. ``/compare``): the
+        response, with a 2xx status, or :class:`ApiError`. Every method sends through it; a
+        route without a method of its own can be called with it directly."""
         url = f"{self.base_url}{path}"
         try:
             response = self._http.request(
@@ -180,22 +182,15 @@ class ApiClient:
             raise ApiError(response.status_code, _detail(response))
         return response
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """Send any request to the service (``path`` from the root, e.g. ``/compare``): its
-        2xx response, or :class:`ApiError` as for every method."""
-        return self._request(method, path, params=params, json_body=json_body, headers=headers)
-
     def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         """The answer of one request as ``model`` (an answer that is not: ApiError)."""
-        return _parse(model, self._request(method, path, **kwargs))
+        return _parse(model, self.request(method, path, **kwargs))
+
+    def _drawn(self, model: Any, path: str, params: Mapping[str, Any], format: ImageFormat) -> Any:
+        """``GET path`` of a route drawn on request: with ``format="json"`` the answer as
+        ``model``, else the image's bytes (``format`` is sent after ``params``)."""
+        response = self.request("GET", path, params={**params, "format": format})
+        return _parse(model, response) if format == "json" else response.content
 
     @staticmethod
     def _study(study_id: str) -> str:
@@ -271,13 +266,13 @@ class ApiClient:
 
     def delete(self, study_id: str) -> None:
         """``DELETE /studies/{id}``: remove a finished study and its rows."""
-        self._request("DELETE", self._study(study_id))
+        self.request("DELETE", self._study(study_id))
 
     def reconcile(self, grace_seconds: float | None = None) -> dict[str, Any]:
         """``POST /studies/reconcile``: one reconciler pass now; what it did (study ids under
         ``launched``, ``resumed``, ``failed``, ``noted``; ``checked``; ``error``)."""
         params = {} if grace_seconds is None else {"grace_seconds": grace_seconds}
-        return self._request("POST", "/studies/reconcile", params=params).json()
+        return self.request("POST", "/studies/reconcile", params=params).json()
 
     def watch(self, study_id: str, interval: float = 1.0) -> Iterator[StudyOut]:
         """Poll the study every ``interval`` seconds, yielding it each time; the last one
@@ -321,9 +316,7 @@ class ApiClient:
         """``GET /studies/{id}/trials/{key}/metrics``: the trial's reported points (of one
         metric with ``name``) as a :class:`TrialCurve`, or their plot (PNG/SVG/PDF bytes)."""
         path = f"{self._study(study_id)}/trials/{quote(key, safe='')}/metrics"
-        params = {**_given(name=name), "format": format}
-        response = self._request("GET", path, params=params)
-        return _parse(TrialCurve, response) if format == "json" else response.content
+        return self._drawn(TrialCurve, path, _given(name=name), format)
 
     # --- analysis ----------------------------------------------------------------------------
 
@@ -335,9 +328,8 @@ class ApiClient:
         ``selection``: ``metric``, ``direction``, ``batch_size``, ``radius``, ``weight_decay``
         (a number or ``"none"``) and ``axes`` (``{name: value}`` for the other axes).
         """
-        params = {**_selection_params(selection), "format": format}
-        response = self._request("GET", f"{self._study(study_id)}/heatmap", params=params)
-        return _parse(Heatmap, response) if format == "json" else response.content
+        path = f"{self._study(study_id)}/heatmap"
+        return self._drawn(Heatmap, path, _selection_params(selection), format)
 
     def robustness(
         self,
@@ -375,9 +367,8 @@ class ApiClient:
         """``GET /studies/{id}/sensitivity``: per optimizer the metric against η, as a
         :class:`Sensitivity` or its plot (PNG/SVG/PDF bytes); ``selection`` as for
         :meth:`heatmap`."""
-        params = {**_selection_params(selection), "format": format}
-        response = self._request("GET", f"{self._study(study_id)}/sensitivity", params=params)
-        return _parse(Sensitivity, response) if format == "json" else response.content
+        path = f"{self._study(study_id)}/sensitivity"
+        return self._drawn(Sensitivity, path, _selection_params(selection), format)
 
     def plot(
         self,
@@ -391,7 +382,7 @@ class ApiClient:
         selection = {key: params.pop(key) for key in SELECTION_KEYS if key in params}
         query = {**_selection_params(selection), **_given(**params), "format": format}
         path = f"{self._study(study_id)}/plots/{quote(analysis, safe='')}"
-        return self._request("GET", path, params=query).content
+        return self.request("GET", path, params=query).content
 
     def curves(
         self,
@@ -411,7 +402,7 @@ class ApiClient:
             **_selection_params(slice), **_given(metric=metric, optimizer=optimizer, eta=eta),
             "format": format,
         }  # fmt: skip
-        response = self._request("GET", f"{self._study(study_id)}/curves", params=query)
+        response = self.request("GET", f"{self._study(study_id)}/curves", params=query)
         return response.json() if format == "json" else response.content
 
     def importance(
@@ -441,9 +432,7 @@ class ApiClient:
         self, study_id: str, format: Literal["csv", "json"] = "csv"
     ) -> str | list[ExportRow]:
         """``GET /studies/{id}/export``: one row per trial, as CSV text or ExportRow models."""
-        response = self._request(
-            "GET", f"{self._study(study_id)}/export", params={"format": format}
-        )
+        response = self.request("GET", f"{self._study(study_id)}/export", params={"format": format})
         return response.text if format == "csv" else _parse(list[ExportRow], response)
 
     def extend(self, study_id: str, body: Mapping[str, Any]) -> StudyExtension:
@@ -471,7 +460,5 @@ class ApiClient:
             **_selection_params(selection),
             **_given(min_finite_fraction=min_finite_fraction, tau_max=tau_max),
             "studies": ",".join(studies),
-            "format": format,
         }
-        response = self._request("GET", "/compare", params=params)
-        return _parse(Comparison, response) if format == "json" else response.content
+        return self._drawn(Comparison, "/compare", params, format)

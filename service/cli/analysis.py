@@ -7,66 +7,73 @@ the API's body, and the drawn ones write a plot with ``-o FILE.png|svg|pdf``.
 """
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
+from rich.table import Table
 
 from service.cli import render
 from service.cli.core import (
-    AxisOption,
-    BatchSizeOption,
-    DirectionOption,
+    MEASURE_OPTIONS,
+    SELECTION_OPTIONS,
     JsonOption,
-    MetricOption,
     MinFiniteOption,
-    RadiusOption,
     StudyId,
-    ValueOption,
-    WeightDecayOption,
+    answer,
     answer_json,
     api,
     app,
-    console,
+    printed,
     say,
     selection,
     usage_error,
 )
-from service.cli.images import ImageOutput, image_format, write_image
+from service.cli.groups import GroupValues, grouped
+from service.cli.images import ImageOutput, answer_or_image, image_format
 
 PANEL = "Analysis"
 
 
-@app.command(rich_help_panel=PANEL)
-def heatmap(
-    ctx: typer.Context,
-    study_id: StudyId,
-    output: ImageOutput = None,
-    metric: MetricOption = None,
-    direction: DirectionOption = None,
-    value: ValueOption = None,
-    batch_size: BatchSizeOption = None,
-    radius: RadiusOption = None,
-    weight_decay: WeightDecayOption = None,
-    axis: AxisOption = None,
-    json_output: JsonOption = False,
-) -> None:
+def selection_figure(
+    name: str, table: Callable[[Any], Table], help_text: str
+) -> Callable[..., None]:
+    """Register the command ``name`` of an analysis that takes a study and the selection alone
+    and is drawn with ``-o``, ``ApiClient.<name>`` (which takes ``format``): its ``table``, its
+    JSON (--json) or its image (-o); the command, which typer calls."""
+
+    @app.command(name, rich_help_panel=PANEL, help=help_text)
+    @grouped(selected=SELECTION_OPTIONS)
+    def command(
+        ctx: typer.Context,
+        study_id: StudyId,
+        output: ImageOutput = None,
+        *,
+        selected: GroupValues,
+        json_output: JsonOption = False,
+    ) -> None:
+        fmt = image_format(output, json_output)
+        chosen = selection(**selected)
+
+        def fetch(client: Any, format: str = "json") -> Any:
+            return getattr(client, name)(study_id, format=format, **chosen)
+
+        answer_or_image(ctx, json_output, fetch, printed(table), output=output, fmt=fmt, draw=fetch)
+
+    return command
+
+
+heatmap = selection_figure(
+    "heatmap",
+    render.heatmap_table,
     """The optimizer × η heatmap (median over seeds per cell): a table, --json, or the image
-    with -o FILE.png|svg|pdf (its path is printed)."""
-    fmt = image_format(output, json_output)
-    chosen = selection(metric, direction, value, batch_size, radius, weight_decay, axis)
-    with api(ctx) as client:
-        if fmt is not None:
-            write_image(client.heatmap(study_id, format=fmt, **chosen), output)
-            return
-        data = client.heatmap(study_id, **chosen)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.heatmap_table(data))
+    with -o FILE.png|svg|pdf (its path is printed).""",
+)
 
 
 @app.command(rich_help_panel=PANEL)
+@grouped(selected=SELECTION_OPTIONS)
 def robustness(
     ctx: typer.Context,
     study_id: StudyId,
@@ -78,29 +85,22 @@ def robustness(
         float | None, typer.Option(help="Good = better than this absolute value.")
     ] = None,
     min_finite_fraction: MinFiniteOption = None,
-    metric: MetricOption = None,
-    direction: DirectionOption = None,
-    value: ValueOption = None,
-    batch_size: BatchSizeOption = None,
-    radius: RadiusOption = None,
-    weight_decay: WeightDecayOption = None,
-    axis: AxisOption = None,
+    *,
+    selected: GroupValues,
     json_output: JsonOption = False,
 ) -> None:
     """The good-η range of each optimizer (the widest contiguous range of good cells)."""
-    chosen = selection(metric, direction, value, batch_size, radius, weight_decay, axis)
-    with api(ctx) as client:
-        data = client.robustness(
-            study_id, tolerance=tolerance, threshold=threshold,
-            min_finite_fraction=min_finite_fraction, **chosen,
-        )  # fmt: skip
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.robustness_table(data))
+    chosen = selection(**selected)
+    options = {"tolerance": tolerance, "threshold": threshold,
+               "min_finite_fraction": min_finite_fraction}  # fmt: skip
+    answer(
+        ctx, json_output, lambda client: client.robustness(study_id, **options, **chosen),
+        printed(render.robustness_table),
+    )  # fmt: skip
 
 
 @app.command(rich_help_panel=PANEL)
+@grouped(selected=SELECTION_OPTIONS)
 def tunability(
     ctx: typer.Context,
     study_id: StudyId,
@@ -113,96 +113,60 @@ def tunability(
     ] = "worst",
     min_finite_fraction: MinFiniteOption = None,
     output: ImageOutput = None,
-    metric: MetricOption = None,
-    direction: DirectionOption = None,
-    value: ValueOption = None,
-    batch_size: BatchSizeOption = None,
-    radius: RadiusOption = None,
-    weight_decay: WeightDecayOption = None,
-    axis: AxisOption = None,
+    *,
+    selected: GroupValues,
     json_output: JsonOption = False,
 ) -> None:
     """The expected best after k random η draws and the CPE score of each optimizer: a table,
     --json, or the plot with -o FILE.png|svg|pdf."""
     fmt = image_format(output, json_output)
-    chosen = selection(metric, direction, value, batch_size, radius, weight_decay, axis)
+    chosen = selection(**selected)
     options = {"k_max": k_max, "diverged": diverged, "min_finite_fraction": min_finite_fraction}
-    with api(ctx) as client:
-        if fmt is not None:
-            write_image(client.plot(study_id, "tunability", fmt, **options, **chosen), output)
-            return
-        data = client.tunability(study_id, **options, **chosen)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.tunability_table(data))
+    answer_or_image(
+        ctx, json_output, lambda client: client.tunability(study_id, **options, **chosen),
+        printed(render.tunability_table), output=output, fmt=fmt,
+        draw=lambda client, fmt: client.plot(study_id, "tunability", fmt, **options, **chosen),
+    )  # fmt: skip
 
 
 @app.command(rich_help_panel=PANEL)
+@grouped(measured=MEASURE_OPTIONS)
 def importance(
     ctx: typer.Context,
     study_id: StudyId,
     optimizer: Annotated[str | None, typer.Option(help="Only this optimizer.")] = None,
     output: ImageOutput = None,
-    metric: MetricOption = None,
-    direction: DirectionOption = None,
-    value: ValueOption = None,
+    *,
+    measured: GroupValues,
     json_output: JsonOption = False,
 ) -> None:
     """The importance of η, batch size, radius and weight decay per optimizer (fANOVA and
     PED-ANOVA over every slice; diverged trials enter as a penalty): a table, --json, or the
     plot with -o FILE.png|svg|pdf."""
     fmt = image_format(output, json_output)
-    chosen = {"optimizer": optimizer, "metric": metric, "direction": direction, "value": value}
-    with api(ctx) as client:
-        if fmt is not None:
-            write_image(client.plot(study_id, "importance", fmt, **chosen), output)
-            return
-        data = client.importance(study_id, **chosen)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.importance_table(data))
+    chosen = {"optimizer": optimizer, **measured}
+    answer_or_image(
+        ctx, json_output, lambda client: client.importance(study_id, **chosen),
+        printed(render.importance_table), output=output, fmt=fmt,
+        draw=lambda client, fmt: client.plot(study_id, "importance", fmt, **chosen),
+    )  # fmt: skip
 
 
-@app.command(rich_help_panel=PANEL)
-def sensitivity(
-    ctx: typer.Context,
-    study_id: StudyId,
-    output: ImageOutput = None,
-    metric: MetricOption = None,
-    direction: DirectionOption = None,
-    value: ValueOption = None,
-    batch_size: BatchSizeOption = None,
-    radius: RadiusOption = None,
-    weight_decay: WeightDecayOption = None,
-    axis: AxisOption = None,
-    json_output: JsonOption = False,
-) -> None:
+sensitivity = selection_figure(
+    "sensitivity",
+    render.sensitivity_table,
     """The metric against η per optimizer, with the seeds' range: a table, --json, or the plot
-    with -o FILE.png|svg|pdf."""
-    fmt = image_format(output, json_output)
-    chosen = selection(metric, direction, value, batch_size, radius, weight_decay, axis)
-    with api(ctx) as client:
-        if fmt is not None:
-            write_image(client.sensitivity(study_id, format=fmt, **chosen), output)
-            return
-        data = client.sensitivity(study_id, **chosen)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.sensitivity_table(data))
+    with -o FILE.png|svg|pdf.""",
+)
 
 
 @app.command(rich_help_panel=PANEL)
 def reproduction(ctx: typer.Context, study_id: StudyId, json_output: JsonOption = False) -> None:
     """Check the study's paper claims: claimed, measured, seeds that hold, pass/fail."""
-    with api(ctx) as client:
-        data = client.reproduction(study_id)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.reproduction_table(data))
+    answer(
+        ctx, json_output, lambda client: client.reproduction(study_id),
+        printed(render.reproduction_table),
+    )  # fmt: skip
 
 
 @app.command(rich_help_panel=PANEL)
@@ -237,6 +201,7 @@ def export(
 
 
 @app.command(rich_help_panel=PANEL)
+@grouped(selected=SELECTION_OPTIONS)
 def compare(
     ctx: typer.Context,
     study_ids: Annotated[
@@ -247,26 +212,17 @@ def compare(
         float | None, typer.Option(help="The largest performance ratio τ of the profiles.")
     ] = None,
     min_finite_fraction: MinFiniteOption = None,
-    metric: MetricOption = None,
-    direction: DirectionOption = None,
-    value: ValueOption = None,
-    batch_size: BatchSizeOption = None,
-    radius: RadiusOption = None,
-    weight_decay: WeightDecayOption = None,
-    axis: AxisOption = None,
+    *,
+    selected: GroupValues,
     json_output: JsonOption = False,
 ) -> None:
     """Compare studies: per optimizer each study's good-η range, best value and CPE, and the
     performance profiles over the studies (a table, --json, or the profile plot with -o)."""
     fmt = image_format(output, json_output)
-    chosen = selection(metric, direction, value, batch_size, radius, weight_decay, axis)
+    chosen = selection(**selected)
     options = {"tau_max": tau_max, "min_finite_fraction": min_finite_fraction}
-    with api(ctx) as client:
-        if fmt is not None:
-            write_image(client.compare(study_ids, format=fmt, **chosen, **options), output)
-            return
-        data = client.compare(study_ids, **chosen, **options)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.compare_table(data))
+    answer_or_image(
+        ctx, json_output, lambda client: client.compare(study_ids, **chosen, **options),
+        printed(render.compare_table), output=output, fmt=fmt,
+        draw=lambda client, fmt: client.compare(study_ids, format=fmt, **chosen, **options),
+    )  # fmt: skip

@@ -1,52 +1,40 @@
 """What a study may use and whether the service is up: ``presets``, ``tasks``, ``optimizers``,
 ``health``."""
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
 import typer
-from rich.table import Table
 
 from service.cli import render
-from service.cli.core import ExitCode, JsonOption, answer_json, api, app, console, fail
-
-if TYPE_CHECKING:
-    from service.client import ApiClient
+from service.cli.core import (
+    ExitCode,
+    JsonOption,
+    answer,
+    answer_json,
+    api,
+    app,
+    console,
+    fail,
+    printed,
+)
 
 PANEL = "Catalog and service"
-
-
-def _catalog(
-    ctx: typer.Context,
-    json_output: bool,
-    read: Callable[["ApiClient"], Any],
-    table: Callable[[Any], Table],
-) -> None:
-    """Read one catalog route; print its JSON body or its table."""
-    with api(ctx) as client:
-        data = read(client)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(table(data))
 
 
 @app.command(rich_help_panel=PANEL)
 def presets(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """The shipped study presets (submit one with: sensitivity submit --preset NAME)."""
-    _catalog(ctx, json_output, lambda client: client.presets(), render.presets_table)
+    answer(ctx, json_output, lambda client: client.presets(), printed(render.presets_table))
 
 
 @app.command(rich_help_panel=PANEL)
 def tasks(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """The tasks: budget unit, metrics and their direction (--json: the options' schema)."""
-    _catalog(ctx, json_output, lambda client: client.tasks(), render.tasks_table)
+    answer(ctx, json_output, lambda client: client.tasks(), printed(render.tasks_table))
 
 
 @app.command(rich_help_panel=PANEL)
 def optimizers(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """The optimizers: what η means for each, how it steps, its options and defaults."""
-    _catalog(ctx, json_output, lambda client: client.optimizers(), render.optimizers_table)
+    answer(ctx, json_output, lambda client: client.optimizers(), printed(render.optimizers_table))
 
 
 @app.command(rich_help_panel=PANEL)

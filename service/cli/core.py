@@ -12,21 +12,24 @@ the program on every TAB) stay fast.
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+
+from service.cli.groups import OptionGroup
 
 if TYPE_CHECKING:
     from service.client import ApiClient, ApiError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DISTRIBUTION = "eta-sensitivity"  # the name in pyproject.toml
+T = TypeVar("T")
 
 
 class ExitCode(IntEnum):
@@ -182,6 +185,29 @@ def api(ctx: typer.Context) -> Iterator["ApiClient"]:
         client.close()
 
 
+def answer(
+    ctx: typer.Context,
+    json_output: bool,
+    read: Callable[["ApiClient"], T],
+    show: Callable[[T], object],
+) -> T:
+    """Send one read (``read(client)``, in :func:`api`) and answer it: with ``--json`` the
+    API's JSON body, exactly; else ``show(model)``, once the client is closed. The model is
+    returned either way, for what the command decides from it (an exit code)."""
+    with api(ctx) as client:
+        data = read(client)
+        if json_output:
+            answer_json(client)
+    if not json_output:
+        show(data)
+    return data
+
+
+def printed(table: Callable[[T], RenderableType]) -> Callable[[T], None]:
+    """The ``show`` of :func:`answer` that prints ``table(model)`` (a rich table) on stdout."""
+    return lambda data: console.print(table(data))
+
+
 # --- options shared by several commands ---------------------------------------------------------
 
 StudyId = Annotated[str, typer.Argument(metavar="ID", help="The study's id.")]
@@ -241,6 +267,29 @@ def axes(items: list[str] | None) -> dict[str, str]:
     return parsed
 
 
+# the groups of options the analyses share (``@grouped``, :mod:`service.cli.groups`), in the
+# order --help lists them: what is measured, and the slice of the other axes
+MEASURE_OPTIONS: OptionGroup = {
+    "metric": MetricOption, "direction": DirectionOption, "value": ValueOption,
+}  # fmt: skip
+SLICE_OPTIONS: OptionGroup = {
+    "batch_size": BatchSizeOption, "radius": RadiusOption, "weight_decay": WeightDecayOption,
+    "axis": AxisOption,
+}  # fmt: skip
+SELECTION_OPTIONS: OptionGroup = {**MEASURE_OPTIONS, **SLICE_OPTIONS}
+
+
+def slice_of(
+    batch_size: int | None = None,
+    radius: str | None = None,
+    weight_decay: str | None = None,
+    axis: list[str] | None = None,
+) -> dict[str, Any]:
+    """The client's ``**slice`` from the :data:`SLICE_OPTIONS` (``--axis`` parsed)."""
+    return {"batch_size": batch_size, "radius": radius, "weight_decay": weight_decay,
+            "axes": axes(axis)}  # fmt: skip
+
+
 def selection(
     metric: str | None,
     direction: str | None,
@@ -250,8 +299,8 @@ def selection(
     weight_decay: str | None = None,
     axis: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The client's ``**selection`` of an analysis from the shared options."""
+    """The client's ``**selection`` of an analysis from the :data:`SELECTION_OPTIONS`."""
     return {
-        "metric": metric, "direction": direction, "value": value, "batch_size": batch_size,
-        "radius": radius, "weight_decay": weight_decay, "axes": axes(axis),
+        "metric": metric, "direction": direction, "value": value,
+        **slice_of(batch_size, radius, weight_decay, axis),
     }  # fmt: skip

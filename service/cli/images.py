@@ -1,15 +1,18 @@
 """``-o FILE`` of the commands that draw (heatmap, sensitivity, a trial's curves): the format
 from the file's suffix, the bytes written, the path printed."""
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from service.cli.core import say, usage_error
+from service.cli.core import answer, api, say, usage_error
 
 if TYPE_CHECKING:  # the client is imported when a command runs (see service.cli.core)
-    from service.client import ImageFormat
+    from service.client import ApiClient, ImageFormat
+
+T = TypeVar("T")
 
 IMAGE_SUFFIXES: dict[str, "ImageFormat"] = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 ImageOutput = Annotated[
@@ -37,3 +40,24 @@ def write_image(data: object, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
     say(str(output))
+
+
+def answer_or_image(
+    ctx: typer.Context,
+    json_output: bool,
+    read: Callable[["ApiClient"], T],
+    show: Callable[[T], object],
+    *,
+    output: Path | None,
+    fmt: "ImageFormat | None",
+    draw: Callable[["ApiClient", "ImageFormat"], object],
+) -> None:
+    """The answer of a command that draws: with ``-o`` (``fmt`` is then the
+    :func:`image_format` of ``output``) the image ``draw(client, fmt)`` written to ``output``;
+    without, :func:`~service.cli.core.answer` of ``read`` (the JSON or ``show(model)``)."""
+    if fmt is None:
+        answer(ctx, json_output, read, show)
+        return
+    assert output is not None  # a format comes from a file name
+    with api(ctx) as client:
+        write_image(draw(client, fmt), output)

@@ -2,7 +2,7 @@
 ``resume``, ``delete``, ``reconcile`` (``/studies`` of the API)."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,7 @@ from service.cli.core import (
     ExitCode,
     JsonOption,
     StudyId,
+    answer,
     answer_json,
     api,
     app,
@@ -24,6 +25,10 @@ from service.cli.core import (
 from service.cli.follow import follow
 from service.cli.overrides import merge, overrides_option, read_spec
 from studies.statuses import StudyStatus
+
+if TYPE_CHECKING:  # the client and its models are imported when a command runs (core)
+    from service.client import ApiClient
+    from service.models import StudyExtension, StudyOut, StudyPage
 
 PANEL = "Studies"
 SpecFile = Annotated[
@@ -50,6 +55,11 @@ def more(next_cursor: str | None, command: str) -> None:
         note(f"more: {command} --cursor {next_cursor}")
 
 
+def say_summary(study: "StudyOut") -> None:
+    """The ``show`` of a write that answers the study (``cancel``, ``resume``): its summary."""
+    say(render.summary(study))
+
+
 @app.command("list", rich_help_panel=PANEL)
 def list_(
     ctx: typer.Context,
@@ -63,26 +73,30 @@ def list_(
     json_output: JsonOption = False,
 ) -> None:
     """List studies, newest first (one page; the next page's cursor goes to stderr)."""
-    with api(ctx) as client:
-        page = client.list_studies(status=status, task=task, tag=tag, limit=limit, cursor=cursor)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.studies_table(page))
-    more(page.next_cursor, "sensitivity list")
+
+    def show(page: "StudyPage") -> None:
+        console.print(render.studies_table(page))
+        more(page.next_cursor, "sensitivity list")
+
+    answer(
+        ctx, json_output,
+        lambda client: client.list_studies(
+            status=status, task=task, tag=tag, limit=limit, cursor=cursor
+        ),
+        show,
+    )  # fmt: skip
 
 
 @app.command(rich_help_panel=PANEL)
 def show(ctx: typer.Context, study_id: StudyId, json_output: JsonOption = False) -> None:
     """Show a study: status, progress, timestamps, Ray job, and its spec."""
-    with api(ctx) as client:
-        study = client.get_study(study_id)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.study_table(study))
-    say("spec:")
-    say(render.spec_text(study.spec))
+
+    def show_study(study: "StudyOut") -> None:
+        console.print(render.study_table(study))
+        say("spec:")
+        say(render.spec_text(study.spec))
+
+    answer(ctx, json_output, lambda client: client.get_study(study_id), show_study)
 
 
 @app.command(rich_help_panel=PANEL)
@@ -134,15 +148,14 @@ def extend(
     body = merge({} if file is None else read_spec(file), overrides)
     if not body:
         usage_error("give what to add: a FILE and/or -O KEY=JSON")
-    with api(ctx) as client:
-        extension = client.extend(study_id, body)
-        if json_output:
-            answer_json(client)
-            return
-    say(
-        f"{render.summary(extension.study)}; {extension.added} trials added, "
-        f"{extension.reused} kept; follow it with: sensitivity status {extension.study.id}"
-    )
+
+    def show(extension: "StudyExtension") -> None:
+        say(
+            f"{render.summary(extension.study)}; {extension.added} trials added, "
+            f"{extension.reused} kept; follow it with: sensitivity status {extension.study.id}"
+        )
+
+    answer(ctx, json_output, lambda client: client.extend(study_id, body), show)
 
 
 @app.command(rich_help_panel=PANEL)
@@ -168,18 +181,21 @@ def status(
     Exit 0 when it succeeded (or, with --no-watch, is still unfinished), 4 when it finished
     failed, cancelled or with failed trials, 5 when --timeout passed first.
     """
-    with api(ctx) as client:
-        if watch:
-            try:
-                study = follow(client, study_id, err_console, interval, timeout)
-            except TimeoutError as error:
-                raise fail(str(error), ExitCode.TIMEOUT) from None
-        else:
-            study = client.get_study(study_id)
-        if json_output:
-            answer_json(client)
-    if not json_output:
-        say(render.summary(study), SUCCESS_STYLE.get(study.status))
+
+    def read(client: "ApiClient") -> "StudyOut":
+        if not watch:
+            return client.get_study(study_id)
+        try:
+            return follow(client, study_id, err_console, interval, timeout)
+        except TimeoutError as error:
+            raise fail(str(error), ExitCode.TIMEOUT) from None
+
+    study = answer(
+        ctx,
+        json_output,
+        read,
+        lambda study: say(render.summary(study), SUCCESS_STYLE.get(study.status)),
+    )
     finished = study.status in SUCCESS_STYLE
     if finished and (study.status != "succeeded" or study.progress.failed):
         raise typer.Exit(int(ExitCode.STUDY_UNSUCCESSFUL))
@@ -188,23 +204,13 @@ def status(
 @app.command(rich_help_panel=PANEL)
 def cancel(ctx: typer.Context, study_id: StudyId, json_output: JsonOption = False) -> None:
     """Cancel a pending or running study (finished trials keep their results)."""
-    with api(ctx) as client:
-        study = client.cancel(study_id)
-        if json_output:
-            answer_json(client)
-            return
-    say(render.summary(study))
+    answer(ctx, json_output, lambda client: client.cancel(study_id), say_summary)
 
 
 @app.command(rich_help_panel=PANEL)
 def resume(ctx: typer.Context, study_id: StudyId, json_output: JsonOption = False) -> None:
     """Re-launch an interrupted study: only its unfinished trials run."""
-    with api(ctx) as client:
-        study = client.resume(study_id)
-        if json_output:
-            answer_json(client)
-            return
-    say(render.summary(study))
+    answer(ctx, json_output, lambda client: client.resume(study_id), say_summary)
 
 
 @app.command(rich_help_panel=PANEL)
@@ -229,12 +235,11 @@ def reconcile(
 
     Exit 1 when the pass stopped because the cluster did not answer.
     """
-    with api(ctx) as client:
-        report = client.reconcile(grace_seconds=grace)
-        if json_output:
-            answer_json(client)
-    if not json_output:
+
+    def show(report: dict[str, Any]) -> None:
         for line in render.reconcile_lines(report):
             say(line)
+
+    report = answer(ctx, json_output, lambda client: client.reconcile(grace_seconds=grace), show)
     if report["error"]:
         raise fail(f"the pass stopped: {report['error']}")

@@ -2,27 +2,28 @@
 metrics, as a table, JSON or a plot) — ``/studies/{id}/trials`` of the API — and ``curves``
 (every trial's curve of one metric, ``/studies/{id}/curves``)."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from service.cli import render
 from service.cli.core import (
-    AxisOption,
-    BatchSizeOption,
+    SLICE_OPTIONS,
     JsonOption,
-    RadiusOption,
     StudyId,
-    WeightDecayOption,
-    answer_json,
-    api,
+    answer,
     app,
-    axes,
     console,
+    printed,
+    slice_of,
 )
-from service.cli.images import ImageOutput, image_format, write_image
+from service.cli.groups import GroupValues, grouped
+from service.cli.images import ImageOutput, answer_or_image, image_format
 from service.cli.studies import CursorOption, more
 from studies.statuses import TrialStatus
+
+if TYPE_CHECKING:  # the client's models are imported when a command runs (service.cli.core)
+    from service.models import TrialPage
 
 PANEL = "Trials"
 TrialKey = Annotated[
@@ -46,16 +47,19 @@ def trials(
 ) -> None:
     """List a study's trials in creation order (one page; the next page's cursor goes to
     stderr)."""
-    with api(ctx) as client:
-        page = client.trials(
+
+    def show(page: "TrialPage") -> None:
+        console.print(render.trials_table(page))
+        more(page.next_cursor, f"sensitivity trials {study_id}")
+
+    answer(
+        ctx, json_output,
+        lambda client: client.trials(
             study_id, optimizer=optimizer, status=status, eta_min=eta_min, eta_max=eta_max,
             limit=limit, cursor=cursor,
-        )  # fmt: skip
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.trials_table(page))
-    more(page.next_cursor, f"sensitivity trials {study_id}")
+        ),
+        show,
+    )  # fmt: skip
 
 
 @app.command(rich_help_panel=PANEL)
@@ -63,12 +67,9 @@ def trial(
     ctx: typer.Context, study_id: StudyId, key: TrialKey, json_output: JsonOption = False
 ) -> None:
     """Show one trial: axes, status, result, attempts, last metrics (--json: its config too)."""
-    with api(ctx) as client:
-        record = client.trial(study_id, key)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.trial_table(record))
+    answer(
+        ctx, json_output, lambda client: client.trial(study_id, key), printed(render.trial_table)
+    )
 
 
 @app.command(rich_help_panel=PANEL)
@@ -84,18 +85,15 @@ def curve(
 ) -> None:
     """A trial's reported metrics step by step: a table, --json, or a plot with -o FILE."""
     fmt = image_format(output, json_output)
-    with api(ctx) as client:
-        if fmt is not None:
-            write_image(client.curve(study_id, key, name=name, format=fmt), output)
-            return
-        points = client.curve(study_id, key, name=name)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.curve_table(points))
+    answer_or_image(
+        ctx, json_output, lambda client: client.curve(study_id, key, name=name),
+        printed(render.curve_table), output=output, fmt=fmt,
+        draw=lambda client, fmt: client.curve(study_id, key, name=name, format=fmt),
+    )  # fmt: skip
 
 
 @app.command(rich_help_panel=PANEL)
+@grouped(sliced=SLICE_OPTIONS)
 def curves(
     ctx: typer.Context,
     study_id: StudyId,
@@ -105,24 +103,16 @@ def curves(
         str | None, typer.Option(help="With --optimizer: one cell's seeds (a number or 'none').")
     ] = None,
     output: ImageOutput = None,
-    batch_size: BatchSizeOption = None,
-    radius: RadiusOption = None,
-    weight_decay: WeightDecayOption = None,
-    axis: AxisOption = None,
+    *,
+    sliced: GroupValues,
     json_output: JsonOption = False,
 ) -> None:
     """Every trial's curve of one metric in a slice (or one cell's seeds): a table of each
     trial's last point, --json, or the figure with -o FILE.png|svg|pdf."""
     fmt = image_format(output, json_output)
-    where = {"batch_size": batch_size, "radius": radius, "weight_decay": weight_decay,
-             "axes": axes(axis)}  # fmt: skip
-    chosen = {"metric": metric, "optimizer": optimizer, "eta": eta, **where}
-    with api(ctx) as client:
-        if fmt is not None:
-            write_image(client.curves(study_id, format=fmt, **chosen), output)
-            return
-        body = client.curves(study_id, **chosen)
-        if json_output:
-            answer_json(client)
-            return
-    console.print(render.curves_table(body))
+    chosen = {"metric": metric, "optimizer": optimizer, "eta": eta, **slice_of(**sliced)}
+    answer_or_image(
+        ctx, json_output, lambda client: client.curves(study_id, **chosen),
+        printed(render.curves_table), output=output, fmt=fmt,
+        draw=lambda client, fmt: client.curves(study_id, format=fmt, **chosen),
+    )  # fmt: skip

@@ -66,6 +66,14 @@ IMAGES: dict[int | str, dict[str, Any]] = {
 }
 # what an answer is made of once the study and its records are read
 Produce = Callable[[StudyInfo, list[TrialRecord]], Answer]
+# what an analysis' answer is made of: the study, the records holding the chosen value, the
+# metric's direction (:meth:`Selection.answer`)
+ProduceAnalysis = Callable[[StudyInfo, list[TrialRecord], str], Answer]
+# an analysis' figure: (its result, the study, the metric's direction, the format) -> the image
+Draw = Callable[[Any, StudyInfo, str, str], bytes]
+# the options of /tunability and of its plot
+KMax = Annotated[int | None, Query(ge=1, le=1000)]
+Diverged = Annotated[Literal["worst", "inf"], Query()]
 
 _cache_creation = threading.Lock()
 
@@ -215,7 +223,7 @@ class Selection:
         cache: AnswerCache,
         study_id: str,
         what: str,
-        produce: Callable[[StudyInfo, list[TrialRecord], str], Answer],
+        produce: ProduceAnalysis,
         **parameters: Any,
     ) -> Response:
         """:func:`cached_answer` of analysis ``what`` for this selection and ``parameters``;
@@ -252,6 +260,30 @@ class Selection:
         except ValueError as error:
             raise AnalysisUnavailable(str(error)) from error
 
+    def analysed(
+        self,
+        function: Callable[..., Any],
+        model: Any,
+        *,
+        format: str = "json",
+        draw: Draw | None = None,
+        sliced: bool = True,
+        **options: Any,
+    ) -> ProduceAnalysis:
+        """The ``produce`` of :meth:`answer` for the analysis ``function`` (:meth:`analyse`,
+        with ``sliced`` and ``options``): with ``format="json"`` its result as ``model``'s
+        JSON (``model.of_value``, which carries the value read), else the image of
+        ``draw(result, study, direction, format)``."""
+
+        def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
+            info = self.analyse(records, function, direction, sliced=sliced, **options)
+            if format == "json":
+                return json_answer(model.of_value(info, self.value))
+            assert draw is not None  # a route drawn on request passes its figure
+            return image_answer(draw(info, study, direction, format), format)
+
+        return produce
+
 
 @router.get("/heatmap", response_model=Heatmap, responses=IMAGES)
 def heatmap(
@@ -264,14 +296,12 @@ def heatmap(
     """Optimizer × η: the median over seeds of the metric per cell, with each cell's status.
     The image of a large grid is a dense view of bounded size (it says what it leaves out)."""
 
-    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
-        info = selection.analyse(records, analysis.heatmap, direction)
-        if format == "json":
-            return json_answer(Heatmap.of_value(info, selection.value))
+    def draw(info: Any, study: StudyInfo, direction: str, fmt: str) -> bytes:
         title = f"{study.name}: {selection.metric}"
         title += " (best during training)" if selection.value == "best" else ""
-        return image_answer(rendering.render_heatmap(info, format, title=title), format)
+        return rendering.render_heatmap(info, fmt, title=title)
 
+    produce = selection.analysed(analysis.heatmap, Heatmap, format=format, draw=draw)
     return selection.answer(session, cache, study_id, "heatmap", produce, format=format)
 
 
@@ -292,10 +322,7 @@ def robustness(
         "min_finite_fraction": min_finite_fraction,
     }
 
-    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
-        info = selection.analyse(records, analysis.robustness, direction, **options)
-        return json_answer(Robustness.of_value(info, selection.value))
-
+    produce = selection.analysed(analysis.robustness, Robustness, **options)
     return selection.answer(session, cache, study_id, "robustness", produce, **options)
 
 
@@ -305,17 +332,14 @@ def tunability(
     session: SessionDep,
     cache: CacheDep,
     selection: Annotated[Selection, Depends()],
-    k_max: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    diverged: Annotated[Literal["worst", "inf"], Query()] = "worst",
+    k_max: KMax = None,
+    diverged: Diverged = "worst",
     min_finite_fraction: MinFiniteFraction = 1.0,
 ) -> Response:
     """Expected best after k random η draws (k = 1..K) and the CPE score per optimizer."""
     options = {"k_max": k_max, "diverged": diverged, "min_finite_fraction": min_finite_fraction}
 
-    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
-        info = selection.analyse(records, analysis.tunability, direction, **options)
-        return json_answer(Tunability.of_value(info, selection.value))
-
+    produce = selection.analysed(analysis.tunability, Tunability, **options)
     return selection.answer(session, cache, study_id, "tunability", produce, **options)
 
 
@@ -330,13 +354,10 @@ def importance(
     """Per optimizer (or only ``optimizer``), the importance of η, batch size, radius, weight
     decay on log10 of the objective, diverged trials as a penalty (fANOVA and PED-ANOVA)."""
 
-    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
-        info = selection.analyse(
-            records, analysis.importance_by_optimizer, direction, sliced=False,
-            optimizers=[optimizer] if optimizer else None,
-        )  # fmt: skip
-        return json_answer(ImportanceByOptimizer.of_value(info, selection.value))
-
+    produce = selection.analysed(
+        analysis.importance_by_optimizer, ImportanceByOptimizer, sliced=False,
+        optimizers=[optimizer] if optimizer else None,
+    )  # fmt: skip
     return selection.answer(session, cache, study_id, "importance", produce, optimizer=optimizer)
 
 
@@ -363,13 +384,10 @@ def sensitivity(
 ) -> Response:
     """Per optimizer the metric against η with the spread over seeds."""
 
-    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
-        info = selection.analyse(records, analysis.sensitivity, direction)
-        if format == "json":
-            return json_answer(Sensitivity.of_value(info, selection.value))
-        image = rendering.render_sensitivity(info, selection.metric, direction, format=format)
-        return image_answer(image, format)
+    def draw(info: Any, study: StudyInfo, direction: str, fmt: str) -> bytes:
+        return rendering.render_sensitivity(info, selection.metric, direction, format=fmt)
 
+    produce = selection.analysed(analysis.sensitivity, Sensitivity, format=format, draw=draw)
     return selection.answer(session, cache, study_id, "sensitivity", produce, format=format)
 
 

@@ -34,7 +34,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -48,6 +48,8 @@ from service.exceptions import AnalysisUnavailable, error_responses
 from service.models import ApiModel, ImportanceByOptimizer, Progress, Tunability
 from service.routers.analysis import (
     CacheDep,
+    Diverged,
+    KMax,
     MinFiniteFraction,
     Selection,
     cached_answer,
@@ -346,14 +348,24 @@ def curves(
 # --- plots of the analyses served as JSON only ------------------------------------------------
 
 
+def _tunability_figure(info: Any, study: StudyInfo, direction: str, fmt: str) -> bytes:
+    """The :data:`~service.routers.analysis.Draw` of ``/plots/tunability``."""
+    return rendering.render_tunability(info, fmt)
+
+
+def _importance_figure(info: Any, study: StudyInfo, direction: str, fmt: str) -> bytes:
+    """The :data:`~service.routers.analysis.Draw` of ``/plots/importance``."""
+    return rendering.render_importance(info, fmt)
+
+
 @router.get("/studies/{study_id}/plots/tunability", response_model=Tunability, responses=FIGURE)
 def tunability_plot(
     study_id: str,
     session: SessionDep,
     cache: CacheDep,
     selection: Annotated[Selection, Depends()],
-    k_max: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    diverged: Annotated[Literal["worst", "inf"], Query()] = "worst",
+    k_max: KMax = None,
+    diverged: Diverged = "worst",
     min_finite_fraction: MinFiniteFraction = 1.0,
     format: Annotated[str, Query(pattern=FORMAT_PATTERN)] = "png",
 ) -> Response:
@@ -361,12 +373,9 @@ def tunability_plot(
     draws per optimizer, with CPE."""
     options = {"k_max": k_max, "diverged": diverged, "min_finite_fraction": min_finite_fraction}
 
-    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
-        info = selection.analyse(records, analysis.tunability, direction, **options)
-        if format == "json":
-            return json_answer(Tunability.of_value(info, selection.value))
-        return image_answer(rendering.render_tunability(info, format), format)
-
+    produce = selection.analysed(
+        analysis.tunability, Tunability, format=format, draw=_tunability_figure, **options
+    )
     return selection.answer(
         session, cache, study_id, "tunability-plot", produce, format=format, **options
     )
@@ -386,15 +395,10 @@ def importance_plot(
     """The figure of ``/importance`` (its JSON with ``format=json``): per optimizer the
     importance of each hyperparameter."""
 
-    def produce(study: StudyInfo, records: list[TrialRecord], direction: str) -> Answer:
-        info = selection.analyse(
-            records, analysis.importance_by_optimizer, direction, sliced=False,
-            optimizers=[optimizer] if optimizer else None,
-        )  # fmt: skip
-        if format == "json":
-            return json_answer(ImportanceByOptimizer.of_value(info, selection.value))
-        return image_answer(rendering.render_importance(info, format), format)
-
+    produce = selection.analysed(
+        analysis.importance_by_optimizer, ImportanceByOptimizer, format=format,
+        draw=_importance_figure, sliced=False, optimizers=[optimizer] if optimizer else None,
+    )  # fmt: skip
     return selection.answer(
         session, cache, study_id, "importance-plot", produce, format=format, optimizer=optimizer
     )
