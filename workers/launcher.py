@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,7 +246,15 @@ def dashboard_answers(url: str, timeout: float = 2.0) -> bool:
 
 @dataclass
 class LocalRayHead:
-    """A Ray head on the loopback interface, started here unless one already answers."""
+    """A Ray head on the loopback interface, started here unless one already answers.
+
+    A head started here gets a private Ray temp directory (``temp_dir``, default: a new one
+    under the system's temp directory, removed when the head stops). Ray's Jobs API gives each
+    job's driver ``RAY_ADDRESS`` from ``<temp dir>/ray_current_cluster``, which names the
+    cluster of the *last* ``ray start`` that used that directory: with the shared default
+    (``/tmp/ray``), a head started later on the same machine (a test run, a second service)
+    would hand this head's drivers the other cluster's address.
+    """
 
     dashboard_port: int = 8265
     gcs_port: int = 6379
@@ -254,8 +263,12 @@ class LocalRayHead:
     # service) need distinct agent ports, or the second head's Jobs API has no agent.
     agent_port: int | None = None
     log_path: Path | None = None
+    # Ray's session directory: its unix sockets' paths (about 60 characters below it) must fit
+    # in 107, so a short path (the default under /tmp is)
+    temp_dir: Path | None = None
     startup_timeout: float = 90.0
     _process: subprocess.Popen | None = None
+    _own_temp_dir: Path | None = None
 
     @property
     def dashboard_url(self) -> str:
@@ -286,6 +299,9 @@ class LocalRayHead:
             command.append(f"--num-cpus={self.num_cpus}")
         if self.agent_port is not None:
             command.append(f"--dashboard-agent-listen-port={self.agent_port}")
+        if self.temp_dir is None:
+            self._own_temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))
+        command.append(f"--temp-dir={self.temp_dir or self._own_temp_dir}")
         # the secrets go into the head's own environment, which its workers and every job's
         # driver inherit: so a job's runtime_env (shown by the dashboard) needs none of them
         secrets = secret_environment(settings) if settings is not None else {}
@@ -316,3 +332,6 @@ class LocalRayHead:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
         self._process = None
+        if self._own_temp_dir is not None:
+            shutil.rmtree(self._own_temp_dir, ignore_errors=True)
+            self._own_temp_dir = None

@@ -103,6 +103,9 @@ class StudyDriver:
         if ray.is_initialized():
             return
         address = self.settings.ray_cluster_address
+        if address:
+            # ray.init prefers RAY_ADDRESS (a Ray Job's) to its argument: the setting wins
+            os.environ["RAY_ADDRESS"] = address
         if address or os.environ.get("RAY_ADDRESS"):
             # a Ray Job (RAY_ADDRESS set by Ray) or an explicit cluster: join it
             ray.init(address=address, log_to_driver=True)
