@@ -21,7 +21,12 @@ alone (:mod:`workers.trainer`):
   statistics, reports and objectives;
 - **divergence**: a member whose loss blows up is reported ``diverged`` at once and leaves the
   pack (every per-member tensor is compacted), so it costs nothing afterwards and never changes
-  another member's numbers.
+  another member's numbers;
+- **mixed precision** (``amp`` on a device of :data:`workers.precision.AMP_DTYPES`): the
+  forward pass runs under ``torch.autocast`` and each member has its own loss scale
+  (:class:`~workers.precision.PackedGradScaler`): its loss is scaled by its scale, its
+  gradient unscaled by it, and a member whose gradient overflowed skips the step (the packed
+  optimizer's ``active``) and backs off alone, as its trial's ``GradScaler`` does.
 
 Reports go to ``report(progress, finals)``: ``progress`` maps trial keys to the metrics a trial
 alone would report at that point (the same names: :mod:`workers.trainer`), ``finals`` maps the
@@ -63,6 +68,7 @@ from studies.trial import Trial, TrialConfig
 from workers.checkpoints import rng_state, set_rng_state
 from workers.divergence import DivergenceMonitor
 from workers.exceptions import CheckpointError, TaskConfigError
+from workers.precision import PackedGradScaler, amp_dtype, autocast
 from workers.schedules import build_scheduler, schedule_applies
 from workers.tasks.base import Batch, Task
 from workers.tasks.registry import build_task
@@ -130,11 +136,11 @@ class _Form:
 
 def packable_trial(config: TrialConfig) -> bool:
     """Whether ``config``'s trial may run in a pack (the optimizer has a packed form and the
-    task is packable; AMP runs unpacked: one GradScaler per trial)."""
+    task is packable)."""
     from workers.tasks.registry import TASK_TYPES
 
     task_type = TASK_TYPES.get(config.task)
-    if task_type is None or not task_type.packable or config.amp:
+    if task_type is None or not task_type.packable:
         return False
     return packed_form(config.optimizer, config.optimizer_options) is not None
 
@@ -208,6 +214,10 @@ class PackedRun:
             [m.clip or math.inf for m in self.members], dtype=like.dtype, device=self.device
         )
         project_members([p.data for p in self.params], self.radius)  # the first iterate is feasible
+        self.precision = amp_dtype(first.amp, self.device)  # None: full precision
+        self.scaler = (
+            PackedGradScaler(len(self.members), self.device) if self.precision is not None else None
+        )
         self.scheduler, self.schedule_lr = self._schedule()
         self.step_factor = 1.0  # the schedule's multiplier of η at the last step
         self.steps = 0
@@ -285,7 +295,8 @@ class PackedRun:
         def loss(p: dict, b: dict, d: tuple) -> torch.Tensor:
             return functional_call(self.module, (p, b), d)
 
-        return vmap(loss, in_dims=in_dims, randomness="error")(params, self.buffers, data)
+        with autocast(self.device, self.precision):
+            return vmap(loss, in_dims=in_dims, randomness="error")(params, self.buffers, data)
 
     def train_step(self, batch: Batch, stacked: bool) -> None:
         """One step of every member. Members whose loss diverged on this batch are reported
@@ -309,9 +320,12 @@ class PackedRun:
                 return
         for p in self.params:
             p.grad = None
-        losses.sum().backward()
+        (losses if self.scaler is None else self.scaler.scaled(losses)).sum().backward()
         with torch.no_grad():
             grads = [p.grad for p in self.params]
+            # under AMP: each member's gradient unscaled, and who overflowed (skips the step)
+            found = None if self.scaler is None else self.scaler.unscale_(grads)
+            active = None if found is None or not bool(found.any()) else ~found
             self._clip(grads)
             factor = self.schedule_lr() if self.scheduler is not None else 1.0
             for form in self.forms:
@@ -322,9 +336,12 @@ class PackedRun:
                     [p.data[window] for p in self.params],
                     [g[window] for g in grads],
                     losses.detach()[window],
+                    None if active is None else active[window],
                 )
-                self._record_step_sizes(form)
+                self._record_step_sizes(form, None if active is None else active[window])
             project_members([p.data for p in self.params], self.radius)
+            if self.scaler is not None:
+                self.scaler.update(found)
         self.steps += 1
         self.step_factor = factor
         if self.unit == "steps":
@@ -341,13 +358,18 @@ class PackedRun:
         for g in grads:
             g.mul_(per_member(scale.to(g.dtype), g))
 
-    def _record_step_sizes(self, form: _Form) -> None:
+    def _record_step_sizes(self, form: _Form, active: torch.Tensor | None) -> None:
+        """Add the form's members' step sizes (not those of members that skipped the step)."""
         optimizer = form.optimizer
         if not optimizer.reports_step_size or optimizer.last_step_size is None:
             return
         sizes = optimizer.last_step_size.tolist()
         capped = optimizer.last_step_capped.tolist()  # type: ignore[union-attr]
-        for m, size, cap in zip(self.members[form.start : form.stop], sizes, capped, strict=True):
+        stepped = [True] * len(sizes) if active is None else active.tolist()
+        members = self.members[form.start : form.stop]
+        for m, size, cap, took in zip(members, sizes, capped, stepped, strict=True):
+            if not took:
+                continue
             m.size_total += size
             m.size_capped += bool(cap)
             m.size_count += 1
@@ -444,6 +466,8 @@ class PackedRun:
         self.buffers = {n: b.index_select(0, index) for n, b in self.buffers.items()}
         self.radius = self.radius.index_select(0, index)
         self.clip = self.clip.index_select(0, index)
+        if self.scaler is not None:
+            self.scaler.keep(index)
         forms, start = [], 0
         for form in self.forms:
             inside = [i - form.start for i in keep if form.start <= i < form.stop]
@@ -492,6 +516,7 @@ class PackedRun:
             },
             "buffers": {n: b[position].clone() for n, b in self.buffers.items()},
             "optimizer": form.optimizer.member_state(position - form.start),
+            "scaler": None if self.scaler is None else self.scaler.member_state(position),
             "monitor": m.monitor.state_dict(),
             "interval_losses": list(m.interval_losses),
             "epoch_losses": list(m.epoch_losses),
@@ -517,7 +542,8 @@ class PackedRun:
         this pack or in any other at the same point of the run.
 
         Raises :class:`~workers.exceptions.CheckpointError` when a member has no state, when
-        the states were taken at different points, or with another packed form.
+        the states were taken at different points, or with another packed form, schedule or
+        precision.
         """
         missing = [m.trial.key for m in self.members if m.trial.key not in states]
         if missing:
@@ -535,6 +561,11 @@ class PackedRun:
                     f"trial {m.trial.key}: its checkpoint is of the packed form "
                     f"{state['form']!r}, not {m.form!r}"
                 )
+        if any((s["scheduler"] is None) != (self.scheduler is None) for s in ordered):
+            raise CheckpointError("the checkpoint was taken with another schedule")
+        scalers = [s.get("scaler") for s in ordered]
+        if any((scaler is None) != (self.scaler is None) for scaler in scalers):
+            raise CheckpointError("the checkpoint was taken with another precision (amp)")
         with torch.no_grad():
             self.params = [
                 torch.stack([s["params"][n] for s in ordered]).to(self.device).requires_grad_()
@@ -548,6 +579,8 @@ class PackedRun:
             form.optimizer.load_member_states(
                 [s["optimizer"] for s in ordered[form.start : form.stop]]
             )
+        if self.scaler is not None:
+            self.scaler.load_member_states(scalers)  # type: ignore[arg-type]
         for m, state in zip(self.members, ordered, strict=True):
             m.monitor.load_state_dict(state["monitor"])
             m.interval_losses = list(state["interval_losses"])
@@ -559,8 +592,6 @@ class PackedRun:
         first = ordered[0]
         self.steps, self.epochs, self.reports = first["steps"], first["epochs"], first["reports"]
         self.step_factor = first["step_factor"]
-        if (first["scheduler"] is None) != (self.scheduler is None):
-            raise CheckpointError("the checkpoint was taken with another schedule")
         if self.scheduler is not None:
             self.scheduler.load_state_dict(first["scheduler"])
         self._schedule_optimizer.load_state_dict(first["schedule_optimizer"])

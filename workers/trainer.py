@@ -43,7 +43,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,6 +57,7 @@ from studies.trial import TrialConfig
 from workers.checkpoints import rng_state, set_rng_state
 from workers.divergence import DivergenceMonitor
 from workers.exceptions import TaskConfigError
+from workers.precision import amp_dtype, autocast, grad_scaler, skipped_step
 from workers.schedules import build_scheduler, current_lr
 from workers.step_stats import StepSizeStats
 from workers.tasks.base import Batch, Task
@@ -200,8 +200,8 @@ class TrainingRun:
             raise TaskConfigError(f"{config.optimizer}: {error}") from error
         self.closure_kind = optimizer_info(config.optimizer).closure
         self.clip = self.task.grad_clip_norm(config.optimizer)
-        self.amp = config.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.precision = amp_dtype(config.amp, self.device)  # None: full precision
+        self.scaler = grad_scaler(self.device) if self.precision is not None else None
         self.monitor = DivergenceMonitor(config.divergence_factor)
         self.step_stats = StepSizeStats()
         # the baselines' learning-rate schedule, stepped once per budget unit; None when the
@@ -224,8 +224,7 @@ class TrainingRun:
     def train_step(self, batch: Batch) -> str | None:
         """One optimizer step on ``batch``; returns a divergence reason or ``None``."""
         batch = batch.to(self.device)
-        autocast = torch.autocast("cuda") if self.amp else nullcontext()
-        with autocast:
+        with autocast(self.device, self.precision):
             per_sample = self.task.per_sample_loss(self.model, batch)
         if per_sample.dtype in (torch.float16, torch.bfloat16):  # autocast: reduce in float32
             per_sample = per_sample.float()
@@ -240,12 +239,14 @@ class TrainingRun:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        scale = self.scaler.get_scale() if self.scaler is not None else None
         step_with_closure(
             self.optimizer, self.closure_kind, loss, per_sample, batch.indices, self.scaler
         )
         if self.scaler is not None:
             self.scaler.update()
-        self.step_stats.record(self.optimizer)
+        if not skipped_step(self.scaler, scale):  # a skipped step has no step size
+            self.step_stats.record(self.optimizer)
         self.steps += 1
         if self.scheduler is not None:
             self.step_lr = current_lr(self.optimizer)

@@ -8,10 +8,14 @@ follows exactly the trajectory its per-trial optimizer (:mod:`optim.registry`) w
 every global quantity of the per-trial optimizer (a squared gradient norm, a loss, a
 projection) becomes a per-member quantity over the member's slices only.
 
-The pack calls ``step(params, grads, losses)`` with the member-stacked parameters (views into
-the pack's tensors, updated in place), their gradients and the members' mini-batch losses
-``[n]``; ``keep(index)`` drops the members not in ``index`` (a diverged member leaves the pack)
-from every per-member tensor the optimizer holds. See docs/algorithms.md, "Packed trials".
+The pack calls ``step(params, grads, losses, active)`` with the member-stacked parameters
+(views into the pack's tensors, updated in place), their gradients, the members' mini-batch
+losses ``[n]`` and, optionally, which members step (``active [n]``, boolean: a member whose
+loss scaler found an overflow skips the step, as its trial's ``GradScaler`` skips it, and keeps
+its parameters, buffers, estimates and step count as they were). Each member counts its own
+steps (``counts [n]``: the ``t`` of Adam's and L4's bias corrections). ``keep(index)`` drops
+the members not in ``index`` (a diverged member leaves the pack) from every per-member tensor
+the optimizer holds. See docs/algorithms.md, "Packed trials".
 """
 
 import abc
@@ -78,7 +82,9 @@ class PackedOptimizer(abc.ABC):
         for key in self.numeric:
             setattr(self, key, self._tensor([float(o[key]) for o in options]))
         self.state: dict[str, list[torch.Tensor]] = {}
-        self.steps = 0
+        self.fills: dict[str, float | torch.Tensor] = {}  # each state's initial value
+        # steps taken by each member (float64: the exponent of the bias corrections)
+        self.counts = torch.zeros(self.n, dtype=torch.float64, device=self.device)
         self.last_step_size: torch.Tensor | None = None
         self.last_step_capped: torch.Tensor | None = None
 
@@ -86,11 +92,13 @@ class PackedOptimizer(abc.ABC):
         return torch.tensor(values, dtype=self.dtype, device=self.device)
 
     def _buffers(
-        self, key: str, params: Sequence[torch.Tensor], fill: float = 0.0
+        self, key: str, params: Sequence[torch.Tensor], fill: float | torch.Tensor = 0.0
     ) -> list[torch.Tensor]:
-        """The per-parameter state ``key``, created filled with ``fill`` on first use."""
+        """The per-parameter state ``key``, created filled with ``fill`` (a number, or one
+        value per member ``[n]``) on first use."""
         if key not in self.state:
-            self.state[key] = [torch.full_like(p, fill) for p in params]
+            self.fills[key] = fill
+            self.state[key] = [_filled(p, fill) for p in params]
         return self.state[key]
 
     def scale_eta(self, factor: float) -> None:
@@ -103,10 +111,39 @@ class PackedOptimizer(abc.ABC):
         params: Sequence[torch.Tensor],
         grads: Sequence[torch.Tensor],
         losses: torch.Tensor,
+        active: torch.Tensor | None = None,
     ) -> None:
-        """One step of every member: ``params`` (``[n, …]`` each) are updated in place."""
-        self.steps += 1
-        self._step(list(params), list(grads), losses)
+        """One step of every member, or of the members ``active`` (boolean ``[n]``; ``None``:
+        all): ``params`` (``[n, …]`` each) are updated in place.
+
+        The update rule runs on every member (its arithmetic is per member); the others' rows
+        of the parameters and of every per-member tensor and state are put back afterwards, so
+        that a non-finite gradient of a skipping member reaches nothing.
+        """
+        params, grads = list(params), list(grads)
+        if active is None or bool(active.all()):
+            self.counts += 1
+            self._step(params, grads, losses)
+            return
+        held = (~active).nonzero().squeeze(1)
+        tensors = {name: v.index_select(0, held) for name, v in self._per_member_tensors().items()}
+        state = {key: [t.index_select(0, held) for t in ts] for key, ts in self.state.items()}
+        rows = [p.index_select(0, held) for p in params]
+        self.counts += active.to(self.counts.dtype)
+        self._step(params, grads, losses)
+        for p, row in zip(params, rows, strict=True):
+            p.index_copy_(0, held, row)
+        for name, row in tensors.items():
+            setattr(self, name, getattr(self, name).index_copy(0, held, row))
+        for key, tensors_of_key in self.state.items():
+            before = state.get(key)
+            if before is None:  # created by this step: the held members' rows start as new
+                fill = self.fills[key]
+                if isinstance(fill, torch.Tensor):
+                    fill = fill.index_select(0, held)
+                before = [_filled(t.index_select(0, held), fill) for t in tensors_of_key]
+            for t, row in zip(tensors_of_key, before, strict=True):
+                t.index_copy_(0, held, row)
 
     @abc.abstractmethod
     def _step(
@@ -135,27 +172,23 @@ class PackedOptimizer(abc.ABC):
 
     def member_state(self, position: int) -> dict[str, Any]:
         """Member ``position``'s share of the optimizer (its hyperparameters, buffers, running
-        estimates and the step counter) as copies, for a checkpoint that another pack can
+        estimates and step count) as copies, for a checkpoint that another pack can
         continue: :meth:`load_member_states`."""
         return {
-            "steps": self.steps,
             "tensors": {n: v[position].clone() for n, v in self._per_member_tensors().items()},
             "state": {key: [t[position].clone() for t in ts] for key, ts in self.state.items()},
         }
 
     def load_member_states(self, states: Sequence[Mapping[str, Any]]) -> None:
-        """Continue from one :meth:`member_state` per member, in the pack's member order
-        (every member taken at the same step)."""
+        """Continue from one :meth:`member_state` per member, in the pack's member order."""
         if len(states) != self.n:
             raise ValueError(f"{len(states)} member states for a pack of {self.n} members")
-        steps = {int(state["steps"]) for state in states}
-        if len(steps) != 1:
-            raise ValueError(f"member states taken at different steps: {sorted(steps)}")
-        self.steps = steps.pop()
         first = states[0]
         for name in first["tensors"]:
             stacked = torch.stack([state["tensors"][name] for state in states])
             setattr(self, name, stacked.to(self.device))
+        if "counts" not in first["tensors"]:  # written when the pack counted its steps once
+            self.counts = self._tensor([float(state["steps"]) for state in states]).double()
         self.state = {
             key: [
                 torch.stack([state["state"][key][i] for state in states]).to(self.device)
@@ -169,6 +202,13 @@ class PackedOptimizer(abc.ABC):
         self.last_step_capped = (
             torch.zeros_like(sizes, dtype=torch.bool) if capped is None else capped
         )
+
+
+def _filled(like: torch.Tensor, fill: float | torch.Tensor) -> torch.Tensor:
+    """A tensor like ``like`` holding ``fill``: one number, or one value per member."""
+    if isinstance(fill, torch.Tensor):
+        return torch.ones_like(like) * per_member(fill.to(like.dtype), like)
+    return torch.full_like(like, fill)
 
 
 def math_inf(value: float | None) -> float:

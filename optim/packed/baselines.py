@@ -25,8 +25,9 @@ def _decayed(
 
 
 class PackedSGD(PackedOptimizer):
-    """``torch.optim.SGD`` (no dampening): ``buf = μ buf + g`` (``buf = g`` at the first step),
-    ``p -= η (g + μ buf)`` with Nesterov, ``p -= η buf`` without."""
+    """``torch.optim.SGD`` (no dampening): ``buf = μ buf + g`` (``buf = g`` at the first step:
+    the buffer starts at zero, and ``μ·0 + g`` is ``g`` exactly), ``p -= η (g + μ buf)`` with
+    Nesterov, ``p -= η buf`` without."""
 
     name: ClassVar[str] = "sgd"
     numeric: ClassVar[tuple[str, ...]] = ("momentum", "weight_decay")
@@ -37,12 +38,9 @@ class PackedSGD(PackedOptimizer):
     ) -> None:
         grads = _decayed(grads, params, self.weight_decay)
         if bool((self.momentum != 0).any()):
-            if "momentum_buffer" not in self.state:
-                self.state["momentum_buffer"] = [g.clone() for g in grads]
-            else:
-                for buf, g in zip(self.state["momentum_buffer"], grads, strict=True):
-                    buf.mul_(per_member(self.momentum, buf)).add_(g)
-            buffers = self.state["momentum_buffer"]
+            buffers = self._buffers("momentum_buffer", params)
+            for buf, g in zip(buffers, grads, strict=True):
+                buf.mul_(per_member(self.momentum, buf)).add_(g)
             if self.nesterov:
                 grads = [
                     g + b * per_member(self.momentum, b)
@@ -74,7 +72,7 @@ class PackedAdam(PackedOptimizer):
     def _step(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], losses: torch.Tensor
     ) -> None:
-        t = self.steps
+        t = self.counts
         if self.decoupled:
             for p in params:
                 p.mul_(per_member(1 - self.eta * self.weight_decay, p))
@@ -175,12 +173,9 @@ class PackedTFRMSprop(PackedOptimizer):
     def _step(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], losses: torch.Tensor
     ) -> None:
-        if "ms" not in self.state:
-            self.state["ms"] = [
-                torch.ones_like(p) * per_member(self.initial_accumulator, p) for p in params
-            ]
+        squares = self._buffers("ms", params, fill=self.initial_accumulator)
         moms = self._buffers("mom", params)
-        for p, g, ms, mom in zip(params, grads, self.state["ms"], moms, strict=True):
+        for p, g, ms, mom in zip(params, grads, squares, moms, strict=True):
             decay = per_member(self.decay, ms)
             ms.mul_(decay).addcmul_(g, g * (1 - decay))
             denominator = ms.add(per_member(self.eps, ms)).sqrt_()
@@ -198,10 +193,7 @@ class PackedTFAdagrad(PackedOptimizer):
     def _step(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], losses: torch.Tensor
     ) -> None:
-        if "acc" not in self.state:
-            self.state["acc"] = [
-                torch.ones_like(p) * per_member(self.initial_accumulator, p) for p in params
-            ]
-        for p, g, acc in zip(params, grads, self.state["acc"], strict=True):
+        accumulators = self._buffers("acc", params, fill=self.initial_accumulator)
+        for p, g, acc in zip(params, grads, accumulators, strict=True):
             acc.addcmul_(g, g)
             p.sub_(g / acc.sqrt() * per_member(self.eta, p))

@@ -7,7 +7,7 @@ a tensor ``[n]``. Step sizes are computed in float64, as the per-trial classes d
 floats, and applied in the parameters' dtype.
 """
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -93,31 +93,40 @@ class PackedL4(PackedOptimizer):
     gamma_l, init_factor, forget_time = 0.9, 0.75, 1000.0
     beta1, beta2, adam_eps, eps = 0.9, 0.999, 1e-4, 1e-12
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # each member's minimum-loss estimate L_min (set at its first step), float64
+        self.min_loss = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+        self.last_min_loss = torch.zeros_like(self.min_loss)
+
     def _step(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], losses: torch.Tensor
     ) -> None:
-        t = self.steps
+        t = self.counts  # each member's own step number
         values = losses.detach().double()
-        previous = getattr(self, "min_loss", None)
-        min_loss = (
-            self.init_factor * values if previous is None else torch.minimum(previous, values)
+        min_loss = torch.where(
+            t == 1, self.init_factor * values, torch.minimum(self.min_loss, values)
         )
         exp_avgs = self._buffers("exp_avg", params)
         for m, g in zip(exp_avgs, grads, strict=True):
             m.lerp_(g, 1.0 - self.beta1)
         bias1 = 1.0 - self.beta1**t
+
+        def per(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return per_member(values.to(like.dtype), like)
+
         if self.direction == "momentum":
-            directions = [m / bias1 for m in exp_avgs]
+            directions = [m / per(bias1, m) for m in exp_avgs]
             dot = member_norms(exp_avgs).double().square() / bias1**2
         else:
-            bias2 = 1.0 - self.beta2**t
+            root2 = (1.0 - self.beta2**t) ** 0.5
             exp_avg_sqs = self._buffers("exp_avg_sq", params)
             for s, g in zip(exp_avg_sqs, grads, strict=True):
                 s.mul_(self.beta2).addcmul_(g, g, value=1.0 - self.beta2)
-            denoms = [(s.sqrt() / bias2**0.5).add_(self.adam_eps) for s in exp_avg_sqs]
+            denoms = [(s.sqrt() / per(root2, s)).add_(self.adam_eps) for s in exp_avg_sqs]
             scaled = [m / d.sqrt() for m, d in zip(exp_avgs, denoms, strict=True)]
             dot = member_norms(scaled).double().square() / bias1**2
-            directions = [m / d / bias1 for m, d in zip(exp_avgs, denoms, strict=True)]
+            directions = [m / d / per(bias1, m) for m, d in zip(exp_avgs, denoms, strict=True)]
         denominator = dot + self.eps
         gap = values - self.gamma_l * min_loss
         eta = torch.where(

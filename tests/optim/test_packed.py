@@ -6,6 +6,8 @@ packed optimizer on the member-stacked tensors. Every member's parameters must a
 relative in float64 (1e-5 in float32 over 20 steps), and so must the step sizes reported.
 """
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -54,7 +56,22 @@ def _initial(k: int, dtype: torch.dtype) -> tuple[list[torch.Tensor], list[torch
     return start, target
 
 
-def _run(form: str, dtype: torch.dtype, steps: int, radius: float | None = None):
+def _skips(step: int, member: int) -> bool:
+    """A pattern of skipped steps (an AMP overflow): every member skips other steps, and
+    member 0 skips its first two, before any of its state exists."""
+    return (step + 2 * member) % 5 == 0 or (member == 0 and step < 2)
+
+
+def _run(
+    form: str,
+    dtype: torch.dtype,
+    steps: int,
+    radius: float | None = None,
+    skips: Callable[[int, int], bool] | None = None,
+):
+    """The per-trial reference and the pack; ``skips(step, member)``: that member takes no
+    step then (its trial's optimizer is not stepped; in the pack its gradient is made
+    non-finite and it is left out of ``active``)."""
     name = _registry_name(form)
     members = MEMBERS[form]
     starts, targets = zip(*(_initial(k, dtype) for k in range(len(members))), strict=True)
@@ -65,10 +82,14 @@ def _run(form: str, dtype: torch.dtype, steps: int, radius: float | None = None)
         params = [p.clone().requires_grad_() for p in start]
         opt = build_optimizer(name, params, eta, radius, **options)
         member_sizes = []
-        for _ in range(steps):
+        k = len(reference)
+        for step in range(steps):
             opt.zero_grad()
             loss = _loss(params, target)
             loss.backward()
+            if skips is not None and skips(step, k):
+                member_sizes.append(None)
+                continue
             opt.step(lambda loss=loss: loss) if name in (
                 "alig",
                 "sps",
@@ -86,7 +107,7 @@ def _run(form: str, dtype: torch.dtype, steps: int, radius: float | None = None)
     radii = torch.tensor([radius or float("inf")] * len(members), dtype=dtype)
     project_members([p.data for p in stacked], radii)
     packed_sizes = []
-    for _ in range(steps):
+    for step in range(steps):
         for p in stacked:
             p.grad = None
         losses = torch.stack(
@@ -96,7 +117,13 @@ def _run(form: str, dtype: torch.dtype, steps: int, radius: float | None = None)
             ]
         )
         losses.sum().backward()
-        packed.step([p.data for p in stacked], [p.grad for p in stacked], losses.detach())
+        active = None
+        if skips is not None:
+            active = torch.tensor([not skips(step, k) for k in range(len(members))])
+            for p in stacked:  # an overflowed member's gradient, which must reach nothing
+                p.grad[~active] = float("nan")
+                p.grad[~active, 0] = float("inf")
+        packed.step([p.data for p in stacked], [p.grad for p in stacked], losses.detach(), active)
         project_members([p.data for p in stacked], radii)
         packed_sizes.append(packed.last_step_size)
     return reference, sizes, [p.detach() for p in stacked], packed_sizes, packed
@@ -121,6 +148,23 @@ def test_packed_members_follow_their_per_trial_trajectories(form, dtype, steps, 
             got = torch.tensor([float(s[k]) for s in packed_sizes], dtype=torch.float64)
             want = torch.tensor([float(s) for s in sizes[k]], dtype=torch.float64)
             torch.testing.assert_close(got, want, rtol=max(rtol, 1e-9), atol=0.0)
+
+
+@pytest.mark.parametrize("form", sorted(MEMBERS))
+def test_members_that_skip_steps_follow_trials_whose_steps_were_skipped(form):
+    """``active``: members left out take no step (parameters, buffers, estimates and their own
+    step count untouched, whatever their gradient holds), as a trial whose GradScaler skipped
+    the step; the others step as usual."""
+    reference, sizes, stacked, packed_sizes, packed = _run(form, torch.float64, 40, skips=_skips)
+    for k, params in enumerate(reference):
+        for p_ref, p_pack in zip(params, stacked, strict=True):
+            torch.testing.assert_close(p_pack[k], p_ref, rtol=1e-10, atol=1e-12)
+        assert int(packed.counts[k]) == sum(not _skips(s, k) for s in range(40))
+    if packed.reports_step_size:
+        for k in range(len(reference)):
+            for step, want in enumerate(sizes[k]):
+                if want is not None:
+                    assert float(packed_sizes[step][k]) == pytest.approx(float(want), rel=1e-9)
 
 
 @pytest.mark.parametrize("form", ["alig", "sgd", "adam"])
