@@ -221,3 +221,25 @@ def test_a_packed_optimizer_without_its_update_rule_cannot_be_built():
 
     with pytest.raises(TypeError, match="_step"):
         Incomplete([0.1], [{}], like=torch.zeros(1))
+
+
+def test_member_states_carry_each_members_own_step_count():
+    """A member's state holds its own step count (a pack continued from states whose members
+    skipped different steps keeps them apart); a state written when a pack counted its steps
+    once (``"steps"``, no ``counts``) gives every member that count."""
+    like = torch.zeros(3, 2, dtype=torch.float64)
+    packed = build_packed("adam", [1e-3, 1e-3, 1e-3], [{}, {}, {}], like=like)
+    grads = [torch.ones_like(like)]
+    packed.step([like.clone()], grads, torch.ones(3), torch.tensor([True, False, True]))
+    packed.step([like.clone()], grads, torch.ones(3), torch.tensor([True, False, False]))
+    states = [packed.member_state(k) for k in range(3)]
+    assert [float(s["tensors"]["counts"]) for s in states] == [2.0, 0.0, 1.0]
+
+    other = build_packed("adam", [1e-3] * 2, [{}, {}], like=like[:2])
+    other.load_member_states([states[2], states[0]])
+    assert other.counts.tolist() == [1.0, 2.0]
+
+    legacy = [dict(s, steps=7, tensors={n: v for n, v in s["tensors"].items() if n != "counts"})
+              for s in states[:2]]  # fmt: skip
+    other.load_member_states(legacy)
+    assert other.counts.tolist() == [7.0, 7.0]
