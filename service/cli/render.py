@@ -86,12 +86,25 @@ def set_caption(table: Table, text: str | None) -> None:
 
 def _table(title: str, headers: Sequence[str], left: int = 1, caption: str | None = None) -> Table:
     """A table whose first ``left`` columns are left-aligned (names), the others right
-    (numbers); title, headers and caption are :func:`literal` (data names some of them)."""
+    (numbers); title, headers and caption are :func:`literal` (data names some of them).
+    A cell too wide for a narrow terminal folds onto the next line, never loses its end to an
+    ellipsis (an id, a measured value)."""
     table = Table(title=literal(title, "table.title"))
     set_caption(table, caption)
     for index, header in enumerate(headers):
-        table.add_column(literal(header), justify="left" if index < left else "right")
+        table.add_column(
+            literal(header), justify="left" if index < left else "right", overflow="fold"
+        )
     return table
+
+
+def keep_whole(table: Table, column: int, cells: Iterable[str]) -> None:
+    """Column ``column`` holds identifiers: wide enough for the longest of ``cells``, unwrapped
+    (the other columns give way first)."""
+    widths = [len(cell) for cell in cells]
+    if widths:
+        table.columns[column].min_width = max(widths)
+        table.columns[column].no_wrap = True
 
 
 def fields_table(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
@@ -122,7 +135,7 @@ def summary(study: "StudySummary") -> str:
 def studies_table(page: "StudyPage") -> Table:
     """A page of ``GET /studies``: one row per study."""
     table = _table("studies", ("id", "name", "task", "status", "done", "created"), left=4)
-    table.columns[0].no_wrap = True
+    keep_whole(table, 0, (study.id for study in page.items))
     for study in page.items:
         p = study.progress
         add_row(
@@ -181,7 +194,7 @@ TRIAL_HEADERS = ("key", "optimizer", "η", "batch", "radius", "wd", "seed", "sta
 def trials_table(page: "TrialPage") -> Table:
     """A page of ``GET /studies/{id}/trials``: one row per trial, its full key first."""
     table = _table("trials", TRIAL_HEADERS, left=2)
-    table.columns[0].no_wrap = True
+    keep_whole(table, 0, (t.key for t in page.items))
     table.columns[7].justify = "left"
     for t in page.items:
         add_row(
@@ -344,6 +357,7 @@ def reproduction_table(data: "Reproduction") -> Table:
         caption=f"budget: study {budget.get('study')}, paper {budget.get('paper')}",
     )
     table.columns[5].justify = "left"
+    keep_whole(table, 0, (claim.id for claim in data.claims))
     for claim in data.claims:
         add_row(
             table, claim.id, claim.source, plain(claim.claimed), plain(claim.measured),
@@ -446,6 +460,7 @@ def curves_table(body: dict[str, Any]) -> Table:
     )
     table.columns[3].justify = "left"
     table.columns[7].justify = "left"
+    keep_whole(table, 7, (t["key"] for trials in body["panels"].values() for t in trials))
     for name, trials in body["panels"].items():
         for t in trials:
             last = t["points"][-1] if t["points"] else (None, None)
