@@ -332,13 +332,14 @@ class PackedRun:
                 if self.scheduler is not None and self.members[form.start].scheduled:
                     form.optimizer.scale_eta(factor)
                 window = slice(form.start, form.stop)
+                stepping = None if active is None else active[window]
                 form.optimizer.step(
                     [p.data[window] for p in self.params],
                     [g[window] for g in grads],
                     losses.detach()[window],
-                    None if active is None else active[window],
+                    stepping,
                 )
-                self._record_step_sizes(form, None if active is None else active[window])
+                self._record_step_sizes(form, stepping)
             project_members([p.data for p in self.params], self.radius)
             if self.scaler is not None:
                 self.scaler.update(found)

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from optim.packed import per_member
+
 #: Device type -> the dtype ``amp`` autocasts to there; devices not listed ignore ``amp``.
 AMP_DTYPES: dict[str, torch.dtype] = {"cuda": torch.float16}
 
@@ -93,7 +95,7 @@ class PackedGradScaler:
         found = torch.zeros_like(self.scale, dtype=torch.bool)
         for g in grads:
             found |= ~torch.isfinite(g).reshape(g.shape[0], -1).all(dim=1)
-            g.mul_(inverse.to(g.dtype).reshape(-1, *([1] * (g.dim() - 1))))
+            g.mul_(per_member(inverse.to(g.dtype), g))
         return found
 
     def update(self, found: torch.Tensor) -> None:
