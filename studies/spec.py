@@ -217,11 +217,18 @@ class Execution(_Strict):
     steps for step budgets — and a trial restarted after a lost worker, node or driver continues
     from its last checkpoint (docs/architecture.md, "Checkpoints"); 0: no checkpoints. A pack
     checkpoints each of its members on its own.
+
+    ``compile``: a pack of a task with a recurrent model (``dnc-copy``) runs each time step as
+    one ``torch.compile``-d function (docs/architecture.md, "Compiled packs"): faster, the same
+    operations rounded differently. Where the worker cannot compile (no C++ compiler for the
+    CPU, no Triton for CUDA) the pack runs uncompiled and its log says so; unpacked trials
+    always run uncompiled.
     """
 
     packing: Literal["auto", "off"] = "auto"
     max_pack_size: Annotated[int, Field(ge=1, le=1024)] = 128
     checkpoint_every: Annotated[int, Field(ge=0, le=100_000)] = 1
+    compile: bool = False
 
 
 class StudySpec(_Strict):

@@ -66,6 +66,7 @@ from optim.packed import (
 )
 from studies.trial import Trial, TrialConfig
 from workers.checkpoints import rng_state, set_rng_state
+from workers.compiled_unroll import compiled_unroll
 from workers.divergence import DivergenceMonitor
 from workers.exceptions import CheckpointError, TaskConfigError
 from workers.precision import PackedGradScaler, amp_dtype, autocast
@@ -153,6 +154,7 @@ class PackedRun:
         trials: list[Trial],
         report: PackReport,
         checkpointing: Checkpointing | None = None,
+        compile: bool = False,
     ) -> None:
         if not trials:
             raise TaskConfigError("a pack needs at least one trial")
@@ -189,6 +191,12 @@ class PackedRun:
         self.rows = [t.key for t in trials]  # the trial of each row of the stacked tensors
         self.template = models[0]  # holds one member's parameters for evaluation
         self.module = _LossOf(copy.deepcopy(models[0]).to("meta"), self.task)
+        # execution.compile: a recurrent task's time steps as one compiled function
+        self.unroll = (
+            compiled_unroll(self.task, self.module.model, self.template, self.device)
+            if compile
+            else None
+        )
         params, buffers = stack_module_state([_LossOf(m, self.task) for m in models])
         self.names = list(params)
         self.params = [params[n].detach().requires_grad_() for n in self.names]
@@ -285,10 +293,15 @@ class PackedRun:
     def _losses(self, batch: Batch, stacked: bool) -> torch.Tensor:
         """The members' per-sample losses ``[K, B]`` under ``vmap``."""
         params = dict(zip(self.names, self.params, strict=True))
+        index = (  # each member reads its own stream's batch
+            torch.tensor([m.stream for m in self.members], device=self.device) if stacked else None
+        )
+        if self.unroll is not None:
+            with autocast(self.device, self.precision):
+                return self.unroll.losses(params, self.buffers, batch, len(self.members), index)
         data: Any = (batch.inputs, batch.targets, batch.extras)
         in_dims: Any = (0, 0, None)
-        if stacked:  # each member reads its own stream's batch
-            index = torch.tensor([m.stream for m in self.members], device=self.device)
+        if index is not None:
             data = tree_map(lambda t: t.index_select(0, index), data)
             in_dims = (0, 0, 0)
 
@@ -685,8 +698,12 @@ class PackedRun:
 
 
 def run_pack(
-    trials: list[Trial], report: PackReport, checkpointing: Checkpointing | None = None
+    trials: list[Trial],
+    report: PackReport,
+    checkpointing: Checkpointing | None = None,
+    compile: bool = False,
 ) -> None:
-    """Train the pack of ``trials`` (see the module docstring); raises
-    :class:`~workers.exceptions.TaskConfigError` for a pack that cannot run."""
-    PackedRun(trials, report, checkpointing).run()
+    """Train the pack of ``trials`` (see the module docstring; ``compile``:
+    :mod:`workers.compiled_unroll`); raises :class:`~workers.exceptions.TaskConfigError` for a
+    pack that cannot run."""
+    PackedRun(trials, report, checkpointing, compile).run()

@@ -175,7 +175,7 @@ class StudyDriver:
         ]
         tuner = tune.Tuner(
             tune.with_resources(
-                tune.with_parameters(train, **self._checkpointing(spec, checkpoints)),
+                tune.with_parameters(train, **self._train_parameters(spec, checkpoints)),
                 parts["resources"],
             ),
             param_space={"trial": tune.grid_search(entries)},
@@ -192,18 +192,23 @@ class StudyDriver:
         storage = self.settings.resolved_storage_path
         return [storage / f"study-{self.study_id}", *storage.glob(f"study-{self.study_id}-*")]
 
-    def _checkpointing(
+    def _train_parameters(
         self, spec: StudySpec, checkpoints: dict[str, CheckpointInfo] | None = None
     ) -> dict[str, Any]:
-        """The trainable's checkpoint parameters: the cadence and, per trial key, the latest
-        checkpoint an earlier run left (a driver that died, a round that lost the trial)."""
+        """The trainable's parameters from the study's execution: the checkpoint cadence and,
+        per trial key, the latest checkpoint an earlier run left (a driver that died, a round
+        that lost the trial); whether packs compile."""
         if checkpoints is None:
             checkpoints = latest_checkpoint_infos(self._experiment_dirs())
         resume_from = {key: str(info.path) for key, info in checkpoints.items()}
         if resume_from:
             log.info("study %s: %d trials continue from checkpoints", self.study_id,
                      len(resume_from))  # fmt: skip
-        return {"checkpoint_every": spec.execution.checkpoint_every, "resume_from": resume_from}
+        return {
+            "checkpoint_every": spec.execution.checkpoint_every,
+            "resume_from": resume_from,
+            "compile": spec.execution.compile,
+        }
 
     def _remove_finished_checkpoints(self) -> None:
         """Delete the checkpoints of trials finished in SQL: nothing continues them."""
@@ -264,7 +269,7 @@ class StudyDriver:
             ]
             tuner = tune.Tuner(
                 tune.with_resources(
-                    tune.with_parameters(train, trial_of=sampled, **self._checkpointing(spec)),
+                    tune.with_parameters(train, trial_of=sampled, **self._train_parameters(spec)),
                     parts["resources"],
                 ),
                 param_space=search_space(spec.search),

@@ -84,10 +84,13 @@ def final_fields(result: TrialResult) -> dict[str, Any]:
 
 
 def train_pack(
-    trials: list[Trial], checkpoint_every: int = 0, resume_from: Mapping[str, str] | None = None
+    trials: list[Trial],
+    checkpoint_every: int = 0,
+    resume_from: Mapping[str, str] | None = None,
+    compile: bool = False,
 ) -> None:
     """Train a pack and send its reports, checkpointing and continuing as the module docstring
-    says."""
+    says (``compile``: :mod:`workers.compiled_unroll`)."""
     states, earlier_run = restored_pack_states(trials, resume_from or {})
     resumed: dict[str, Any] = {}
 
@@ -127,13 +130,13 @@ def train_pack(
     try:
         if states is not None:  # Tune's retry: the members that ended before it are done
             trials = [t for t in trials if t.key in states]
-        run = PackedRun(trials, report, checkpointing)
+        run = PackedRun(trials, report, checkpointing, compile)
         if states is not None:
             try:
                 run.load_member_states(states)
             except CheckpointError as error:
                 log.warning("pack of %d: %s; training from the start", len(trials), error)
-                states, run = None, PackedRun(trials, report, checkpointing)
+                states, run = None, PackedRun(trials, report, checkpointing, compile)
         if states is not None:
             first = next(iter(states.values()))
             resumed.update(resumed_from_epoch=first["epochs"], resumed_from_step=first["steps"])
@@ -216,12 +219,14 @@ def train(
     trial_of: TrialSource = grid_trial,
     checkpoint_every: int = 0,
     resume_from: Mapping[str, str] | None = None,
+    compile: bool = False,
 ) -> None:
     """Run the trial of Tune's ``config`` and report to Tune (a search passes its
     :class:`~workers.search.SampledTrials` as ``trial_of`` via ``tune.with_parameters``; the
-    driver passes the checkpoint cadence and the checkpoints of its trials the same way)."""
+    driver passes the checkpoint cadence, the checkpoints of its trials and whether packs
+    compile the same way)."""
     if isinstance(config.get("trial"), list):
-        train_pack(grid_trials(config), checkpoint_every, resume_from)
+        train_pack(grid_trials(config), checkpoint_every, resume_from, compile)
         return
     trial = trial_of(config)
     key = trial.key

@@ -39,9 +39,10 @@ MEMBERS = [
 
 def _trial(task: str, options: dict, budget: int, batch: int, member: tuple, **extra) -> Trial:
     optimizer, eta, opts, radius, seed = member
+    extra.setdefault("device", "cpu")
     config = TrialConfig(
         task=task, task_options=options, optimizer=optimizer, eta=eta, optimizer_options=opts,
-        batch_size=batch, radius=radius, seed=seed, budget=budget, device="cpu", threads=1,
+        batch_size=batch, radius=radius, seed=seed, budget=budget, threads=1,
         report_every=10, **extra,
     )  # fmt: skip
     return Trial.of(optimizer, config, {}, key=f"{optimizer}-{eta}-{radius}-{seed}")
@@ -54,7 +55,7 @@ def _alone(trial: Trial):
     return [p.detach() for p in run.model.parameters()], result, reports
 
 
-def _packed(trials: list[Trial]):
+def _packed(trials: list[Trial], compile: bool = False):
     reports: dict[str, list[dict]] = {t.key: [] for t in trials}
     finals = {}
 
@@ -63,14 +64,14 @@ def _packed(trials: list[Trial]):
             reports[key].append(metrics)
         finals.update(ended)
 
-    run = PackedRun(trials, report)
+    run = PackedRun(trials, report, compile=compile)
     run.run()
     params = {key: [p.detach()[i] for p in run.params] for i, key in enumerate(run.rows)}
     return params, finals, reports, run
 
 
-def _compare(trials, rtol):
-    packed_params, finals, packed_reports, _ = _packed(trials)
+def _compare(trials, rtol, compile: bool = False):
+    packed_params, finals, packed_reports, run = _packed(trials, compile)
     for trial in trials:
         params, result, reports = _alone(trial)
         for p_alone, p_pack in zip(params, packed_params[trial.key], strict=True):
@@ -88,6 +89,7 @@ def _compare(trials, rtol):
             for name in want:
                 if name != "wall_time":
                     assert got[name] == pytest.approx(want[name], rel=rtol, abs=rtol * 1e-3), name
+    return run
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

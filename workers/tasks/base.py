@@ -123,3 +123,23 @@ class Task(ABC):
     def grad_clip_norm(self, optimizer: str) -> float | None:
         """Global-norm gradient clipping for ``optimizer`` on this task (``None`` = none)."""
         return None
+
+
+class RecurrentTask(Task):
+    """A task whose model is a recurrent core over batch-first sequences ``[B, T, C]``.
+
+    The model has ``initial_state(batch_size, device, dtype)`` (a pytree of tensors with the
+    batch first), ``step(x_t, state) -> (output_t, state)`` for one time step ``x_t [B, C]``, and
+    a ``forward`` that unrolls ``step`` from the initial state and stacks the outputs over time
+    ``[B, T, out]``; the loss is a function of those outputs (:meth:`loss_from_outputs`). A pack
+    of such a task may unroll the sequence itself and run each time step as one compiled
+    function (:mod:`workers.compiled_unroll`).
+    """
+
+    @abstractmethod
+    def loss_from_outputs(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The per-sample loss ``[..., B]`` from the outputs ``[..., B, T, out]`` (a leading
+        member dimension broadcasts against the batch's targets)."""
+
+    def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return self.loss_from_outputs(model(batch.inputs), batch)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studies.catalog.tasks import DncCopyOptions, TaskOptions
-from workers.tasks.base import Batch, Task
+from workers.tasks.base import Batch, RecurrentTask
 from workers.tasks.dnc_model import DNC
 
 REPEAT_NORMALISER = 10.0  # R is fed as R / 10, the reference's default normaliser
@@ -145,7 +145,7 @@ def _loss_and_errors(
     return float(torch.cat(losses).mean()), float(torch.cat(errors).mean())
 
 
-class DncCopyTask(Task):
+class DncCopyTask(RecurrentTask):
     """DNC (DeepMind's reference design) on repeat-copy; fresh batches, gradient clip at 50."""
 
     name: ClassVar[str] = "dnc-copy"
@@ -206,9 +206,8 @@ class DncCopyTask(Task):
             ]
         )
 
-    def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        logits = model(batch.inputs)
-        return masked_sigmoid_cross_entropy(logits, batch.targets, batch.extras["mask"])
+    def loss_from_outputs(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return masked_sigmoid_cross_entropy(outputs, batch.targets, batch.extras["mask"])
 
     def heldout_set(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The fixed held-out set: ``heldout_batches`` batches of ``HELDOUT_BATCH_SIZE``, on the
