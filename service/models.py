@@ -393,6 +393,7 @@ class TaskOut(ApiModel):
     defaults: Json
     facts: Json  # what is known about the default data (matrix factorisation: rank floors)
     packs: bool  # whether its trials can train as one vectorised model per pack
+    compiles: bool  # whether its packs compile their time steps (execution.compile)
 
     @classmethod
     def of(cls, spec: TaskSpec) -> Self:
@@ -407,6 +408,7 @@ class TaskOut(ApiModel):
             defaults=spec.options().model_dump(mode="json"),
             facts=spec.facts(),
             packs=spec.packs,
+            compiles=spec.compiles,
         )
 
 

@@ -11,9 +11,10 @@ alone (:mod:`workers.trainer`):
 - **data**: one stream per distinct seed, built as a trial builds its own (the task from the
   seed, a generator seeded with it); members with the same seed read the same batches, and a
   step draws one batch per stream, stacked with a stream dimension (the DNC pads its sequences);
-- **loss and gradient**: the task's per-sample loss under ``vmap(functional_call)``; one
-  backward of the sum of the members' batch-mean losses gives each member exactly its own
-  gradient (members share no parameter);
+- **loss and gradient**: the task's per-sample loss under ``vmap(functional_call)`` (with
+  ``compile``, a recurrent task's sequence unrolled around one compiled, vmapped time step:
+  :mod:`workers.compiled_unroll`); one backward of the sum of the members' batch-mean losses
+  gives each member exactly its own gradient (members share no parameter);
 - **per-member everything**: gradient clipping (the same formula as
   ``torch.nn.utils.clip_grad_norm_``, over the member's slices), the packed optimizer
   (:mod:`optim.packed`: each member's step size from its own loss and gradient), the l2-ball

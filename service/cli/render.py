@@ -384,8 +384,15 @@ def presets_table(data: "PresetList") -> Table:
     return table
 
 
+def _packs_cell(task: Any) -> str:
+    if not task.packs:
+        return "no"
+    return "compiled" if task.compiles else "yes"  # compiled: its packs compile (execution.compile)
+
+
 def tasks_table(data: "TaskList") -> Table:
-    """``/tasks``: each task's budget, metrics (with direction) and whether it packs."""
+    """``/tasks``: each task's budget, metrics (with direction) and whether it packs (and its
+    packs compile their time steps under ``execution.compile``)."""
     table = _table(
         "tasks", ("name", "metrics", "budget", "batch size", "packs", "description"), left=2
     )
@@ -393,7 +400,7 @@ def tasks_table(data: "TaskList") -> Table:
         metrics = ", ".join(f"{name} ({d[:3]})" for name, d in task.metrics.items())
         add_row(
             table, task.name, metrics, f"{task.default_budget} {task.budget_unit}",
-            str(task.default_batch_size), "yes" if task.packs else "no", task.description,
+            str(task.default_batch_size), _packs_cell(task), task.description,
         )  # fmt: skip
     table.columns[5].justify = "left"
     return table

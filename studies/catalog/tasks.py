@@ -204,6 +204,9 @@ class TaskSpec:
     facts: Callable[[], dict[str, Any]] = field(default=dict, repr=False)
     # whether its trials can train in packs (one vectorised model; docs/architecture.md)
     packs: bool = True
+    # whether its packs run each time step compiled under execution.compile (a recurrent
+    # model; docs/architecture.md, "Compiled packs")
+    compiles: bool = False
 
 
 _MIN = "minimize"
@@ -234,6 +237,7 @@ TASKS: dict[str, TaskSpec] = {
                 "val_loss": _MIN,
                 "val_bit_errors": _MIN,
             },
+            compiles=True,
         ),
         TaskSpec(
             "matrix-factorisation",

@@ -346,6 +346,9 @@ def test_tasks(api: httpx.Client):
     assert task["budget_unit"] == "epochs"
     assert task["metrics"]["final_objective"] == "minimize"
     assert "properties" in task["options"]
+    # which tasks pack, and whose packs compile their time steps (execution.compile)
+    assert (task["packs"], task["compiles"]) == (True, False)
+    assert (tasks["dnc-copy"]["packs"], tasks["dnc-copy"]["compiles"]) == (True, True)
 
 
 def test_optimizers(api: httpx.Client):

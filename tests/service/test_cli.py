@@ -577,7 +577,7 @@ TABLES = [
     (["trial", "{id}", "{key}"], ["{key}", "final objective", "last "]),
     (["curve", "{id}", "{key}"], ["step", "train_loss"]),
     (["presets"], ["smoke", "matrix-factorisation", "alig, sgd, adam"]),
-    (["tasks"], ["matrix-factorisation", "final_objective"]),
+    (["tasks"], ["matrix-factorisation", "final_objective", "compiled"]),
     (["optimizers"], ["alig", "adam", "sgd"]),
     (["health"], ["status", "ok"]),
 ]

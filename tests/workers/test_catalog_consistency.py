@@ -70,3 +70,13 @@ def test_the_catalog_says_which_tasks_pack():
     from workers.tasks.registry import TASK_TYPES
 
     assert {n: s.packs for n, s in TASKS.items()} == {n: t.packable for n, t in TASK_TYPES.items()}
+
+
+def test_the_catalog_says_which_tasks_compile():
+    from studies.catalog.tasks import TASKS
+    from workers.tasks.base import RecurrentTask
+    from workers.tasks.registry import TASK_TYPES
+
+    recurrent = {n: issubclass(t, RecurrentTask) for n, t in TASK_TYPES.items()}
+    assert {n: s.compiles for n, s in TASKS.items()} == recurrent
+    assert recurrent["dnc-copy"]
