@@ -73,13 +73,12 @@ class _StepOf(nn.Module):
 #: configuration is a graph of its own, and past the limit dynamo would quietly run uncompiled
 RECOMPILE_LIMIT = 64
 
+Step = Callable[..., tuple[torch.Tensor, Any]]
+
 # One compiled step per task configuration, shared by the process's packs of it: dynamo keys
 # its graphs on the function and the module it runs, so a fresh pair per pack would compile
 # every pack again.
-_STEPS: dict[tuple[str, str], "Step"] = {}
-
-
-Step = Callable[..., tuple[torch.Tensor, Any]]
+_STEPS: dict[tuple[str, str], Step] = {}
 
 
 def _compiled_step(key: tuple[str, str], model: nn.Module) -> Step:
@@ -114,17 +113,14 @@ class CompiledUnroll:
         self._step = _compiled_step((task.name, task.options.model_dump_json()), model)
 
     def losses(
-        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: Batch,
-        members: int, streams: torch.Tensor | None,
+        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+        data: tuple[torch.Tensor, torch.Tensor, dict[str, Any]], member_dim: int | None,
     ) -> torch.Tensor:  # fmt: skip
-        """Per-sample losses ``[members, B]``. ``streams`` (one index per member) selects each
-        member's batch from a batch stacked over data streams; ``None``: one batch for all."""
-        data: Any = (batch.inputs, batch.targets, batch.extras)
-        x_dim = None
-        if streams is not None:
-            data = tree_map(lambda t: t.index_select(0, streams), data)
-            x_dim = 0
+        """Per-sample losses ``[K, B]`` of the ``K`` members of ``params`` on ``data``
+        (inputs, targets, extras): one batch for all (``member_dim`` None) or one per member
+        (``member_dim`` 0, each member's stream selected)."""
         inputs, targets, extras = data
+        members = next(iter(params.values())).shape[0]
         batch_size, steps = inputs.shape[-3], inputs.shape[-2]
         zeros = self.template.initial_state(batch_size, inputs.device, inputs.dtype)
         # the state's leaves require a gradient at every step, the first one included: one
@@ -133,7 +129,7 @@ class CompiledUnroll:
         outputs = []
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             for t in range(steps):
-                output, state = self._step(params, buffers, inputs[..., t, :], state, x_dim)
+                output, state = self._step(params, buffers, inputs[..., t, :], state, member_dim)
                 outputs.append(output)
         stacked = torch.stack(outputs, dim=-2)
         return self.task.loss_from_outputs(stacked, Batch(inputs, targets, None, extras))

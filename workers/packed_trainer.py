@@ -294,17 +294,16 @@ class PackedRun:
     def _losses(self, batch: Batch, stacked: bool) -> torch.Tensor:
         """The members' per-sample losses ``[K, B]`` under ``vmap``."""
         params = dict(zip(self.names, self.params, strict=True))
-        index = (  # each member reads its own stream's batch
-            torch.tensor([m.stream for m in self.members], device=self.device) if stacked else None
-        )
+        data: Any = (batch.inputs, batch.targets, batch.extras)
+        member_dim = None  # the data's member dimension for vmap
+        if stacked:  # each member reads its own stream's batch
+            index = torch.tensor([m.stream for m in self.members], device=self.device)
+            data = tree_map(lambda t: t.index_select(0, index), data)
+            member_dim = 0
         if self.unroll is not None:
             with autocast(self.device, self.precision):
-                return self.unroll.losses(params, self.buffers, batch, len(self.members), index)
-        data: Any = (batch.inputs, batch.targets, batch.extras)
-        in_dims: Any = (0, 0, None)
-        if index is not None:
-            data = tree_map(lambda t: t.index_select(0, index), data)
-            in_dims = (0, 0, 0)
+                return self.unroll.losses(params, self.buffers, data, member_dim)
+        in_dims: Any = (0, 0, member_dim)
 
         def loss(p: dict, b: dict, d: tuple) -> torch.Tensor:
             return functional_call(self.module, (p, b), d)
