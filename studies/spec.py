@@ -221,8 +221,8 @@ class Execution(_Strict):
     ``compile``: a pack of a task with a recurrent model (``dnc-copy``) runs each time step as
     one ``torch.compile``-d function (docs/architecture.md, "Compiled packs"): faster, the same
     operations rounded differently. Where the worker cannot compile (no C++ compiler for the
-    CPU, no Triton for CUDA) the pack runs uncompiled and its log says so; unpacked trials
-    always run uncompiled.
+    CPU, no Triton for CUDA), or a compilation fails, the pack runs uncompiled and its log
+    says so; unpacked trials always run uncompiled.
     """
 
     packing: Literal["auto", "off"] = "auto"

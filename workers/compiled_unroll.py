@@ -17,21 +17,30 @@ per-sample losses ``[K, B]``, as the uncompiled pack does.
 - ``vmap`` sits inside the compiled function: torch cannot compile a function that runs under
   an enclosing ``vmap`` (pytorch/pytorch#128711).
 - One graph serves every sequence length (the unroll is not compiled, the step is). A pack that
-  loses members compiles once more, with the member dimension dynamic (torch's automatic
-  dynamic shapes), and not again.
+  loses members, or a second pack of another size in the same process, compiles once more with
+  the member dimension dynamic (torch's automatic dynamic shapes); dynamo specialises a size
+  of 1, so a pack down to one member compiles once more again. :data:`RECOMPILE_LIMIT` bounds
+  the graphs per step.
 - The numbers are those of the same operations, fused: the rounding differs from the
   uncompiled pack's in the last bits (tested against the trial alone to the tolerances of
   uncompiled packs: 1e-10 in float64 over 50 steps, 1e-5 in float32 over 20).
 - :func:`compiler_missing` says why a worker cannot compile (inductor needs a C++ compiler for
-  the CPU and Triton for CUDA); the pack then runs uncompiled.
+  the CPU and Triton for CUDA); the pack then runs uncompiled. A compilation that fails anyway
+  (a compiler without Python's headers, an inductor error) raises one of
+  :data:`COMPILE_ERRORS`, and the pack goes on uncompiled from that step
+  (:meth:`workers.packed_trainer.PackedRun.train_step`).
+- Packs whose task options agree on the fields the model is built from
+  (:attr:`~workers.tasks.base.RecurrentTask.model_fields`) share one compiled step.
 """
 
+import json
 import logging
 import shutil
 from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch._dynamo.exc
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.utils._pytree import tree_map
@@ -73,6 +82,13 @@ class _StepOf(nn.Module):
 #: configuration is a graph of its own, and past the limit dynamo would quietly run uncompiled
 RECOMPILE_LIMIT = 64
 
+#: what a compilation that fails raises: dynamo's errors (a backend's failure is wrapped in
+#: ``BackendCompilerFailed``, inductor's ``InductorError`` among them) and its recompile limit
+COMPILE_ERRORS: tuple[type[Exception], ...] = (
+    torch._dynamo.exc.TorchDynamoException,
+    torch._dynamo.exc.FailOnRecompileLimitHit,
+)
+
 Step = Callable[..., tuple[torch.Tensor, Any]]
 
 # One compiled step per task configuration, shared by the process's packs of it: dynamo keys
@@ -100,6 +116,12 @@ def _compiled_step(key: tuple[str, str], model: nn.Module) -> Step:
     return _STEPS[key]
 
 
+def step_key(task: RecurrentTask) -> str:
+    """The task options the model is built from, as JSON: one compiled step per value."""
+    options = task.options.model_dump(mode="json")
+    return json.dumps({name: options[name] for name in task.model_fields}, sort_keys=True)
+
+
 class CompiledUnroll:
     """The members' per-sample losses of a recurrent task's pack, one compiled step per time step.
 
@@ -110,7 +132,7 @@ class CompiledUnroll:
     def __init__(self, model: nn.Module, template: nn.Module, task: RecurrentTask) -> None:
         self.task = task
         self.template = template
-        self._step = _compiled_step((task.name, task.options.model_dump_json()), model)
+        self._step = _compiled_step((task.name, step_key(task)), model)
 
     def losses(
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],

@@ -45,6 +45,7 @@ and "Checkpoints".
 """
 
 import copy
+import logging
 import math
 import time
 from collections import deque
@@ -67,7 +68,7 @@ from optim.packed import (
 )
 from studies.trial import Trial, TrialConfig
 from workers.checkpoints import rng_state, set_rng_state
-from workers.compiled_unroll import compiled_unroll
+from workers.compiled_unroll import COMPILE_ERRORS, compiled_unroll
 from workers.divergence import DivergenceMonitor
 from workers.exceptions import CheckpointError, TaskConfigError
 from workers.precision import PackedGradScaler, amp_dtype, autocast
@@ -82,6 +83,8 @@ from workers.trainer import (
     resolve_device,
     seed_everything,
 )
+
+log = logging.getLogger(__name__)
 
 PackReport = Callable[[dict[str, dict[str, float]], dict[str, TrialResult]], None]
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s term added to the norm
@@ -314,7 +317,23 @@ class PackedRun:
     def train_step(self, batch: Batch, stacked: bool) -> None:
         """One step of every member. Members whose loss diverged on this batch are reported
         and leave the pack before the step, with the parameters that gave that loss (as a
-        trial stops before its step); the others' losses are computed again without them."""
+        trial stops before its step); the others' losses are computed again without them.
+
+        A compiled step that fails to compile (forward or backward: before any parameter
+        moves) is logged and the pack goes on uncompiled, from this step."""
+        try:
+            self._train_step(batch, stacked)
+        except COMPILE_ERRORS as error:
+            if self.unroll is None:
+                raise
+            log.warning(
+                "execution.compile: the step did not compile (%s: %s); this pack of %d "
+                "runs uncompiled", type(error).__name__, error, len(self.members),
+            )  # fmt: skip
+            self.unroll = None
+            self._train_step(batch, stacked)
+
+    def _train_step(self, batch: Batch, stacked: bool) -> None:
         while True:
             per_sample = self._losses(batch, stacked)
             if per_sample.dtype in (torch.float16, torch.bfloat16):

@@ -118,11 +118,14 @@ def test_capped_trajectory_equals_pytorch_optimizer_alig(momentum):
     optimizer = AliG(ours.parameters(), max_lr=0.1, momentum=momentum, eps=1e-6)
     reference = ReferenceAliG(theirs.parameters(), max_lr=0.1, momentum=momentum)
     x, y = regression_data()
+    capped = 0
     for step in range(50):
         _, xb, yb = batches(step, x, y)
         reference_step(ours, optimizer, xb, yb)
         reference_step(theirs, reference, xb, yb)
         torch.testing.assert_close(flat(ours), flat(theirs), rtol=1e-5, atol=1e-6)
+        capped += optimizer.last_step_capped
+    assert capped >= 10, capped  # η binds (50 of 50 steps without momentum, 15 with, here)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])

@@ -22,7 +22,7 @@ from workers.precision import ScalerSettings
 from workers.trainer import TrainingRun
 
 FORCED = ScalerSettings(init_scale=2.0**24, growth_interval=3)
-# seed-0 members only: packed alone, each reads the same stream as in the pack
+# seed-0 members only: one data stream, so any of them can share a pack with the others
 SEED_0 = [m for m in MEMBERS if m[4] == 0] + [("adam", 1e-3, {}, None, 0)]
 
 

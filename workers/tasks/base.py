@@ -136,6 +136,10 @@ class RecurrentTask(Task):
     function (:mod:`workers.compiled_unroll`).
     """
 
+    #: the task options :meth:`build_model` reads: packs that agree on them share one compiled
+    #: time step (the others, such as data lengths, only change what the step is fed)
+    model_fields: ClassVar[tuple[str, ...]]
+
     @abstractmethod
     def loss_from_outputs(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The per-sample loss ``[..., B]`` from the outputs ``[..., B, T, out]`` (a leading

@@ -149,6 +149,10 @@ class DncCopyTask(RecurrentTask):
     """DNC (DeepMind's reference design) on repeat-copy; fresh batches, gradient clip at 50."""
 
     name: ClassVar[str] = "dnc-copy"
+    model_fields: ClassVar[tuple[str, ...]] = (
+        "bits", "memory_slots", "word_size", "read_heads", "controller_size", "clip_value",
+        "key_strength",
+    )  # fmt: skip
 
     def __init__(self, options: TaskOptions, *, seed: int, device: torch.device) -> None:
         if not isinstance(options, DncCopyOptions):
