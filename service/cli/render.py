@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -247,19 +249,29 @@ def _slice_caption(data: Any) -> str:
     return ", ".join(f"{k} = {plain(v)}" for k, v in data.slice.items()) or "the whole study"
 
 
-def heatmap_table(data: "Heatmap") -> Table:
-    """Optimizer × η: each cell's median, or its status when it has no finite value."""
-    table = _table(
-        f"heatmap: median {data.metric} over seeds ({data.direction})",
-        ("optimizer", *(eta_label(eta) for eta in data.columns)),
-        caption=f"slice: {_slice_caption(data)}; a cell without a finite value shows its status",
-    )
-    for row, name in enumerate(data.rows):
-        cells = [
-            number(value) if value is not None else status
-            for value, status in zip(data.values[row], data.status[row], strict=True)
-        ]
-        add_row(table, name, *cells)
+def heatmap_table(data: "Heatmap", width: int | None = None) -> Table:
+    """Optimizer × η: each cell's median, or its status when it has no finite value.
+
+    Where that table is wider than the terminal (``width``, default the console's) and there
+    are more η values than optimizers (the Figure 3 grid: 38 η, 8 optimizers), η runs down the
+    rows and the optimizers across: squeezed into the width, 38 columns would show nothing."""
+    title = f"heatmap: median {data.metric} over seeds ({data.direction})"
+    caption = f"slice: {_slice_caption(data)}; a cell without a finite value shows its status"
+    etas = [eta_label(eta) for eta in data.columns]
+    cells = [
+        [number(value) if value is not None else status for value, status in zip(v, s, strict=True)]
+        for v, s in zip(data.values, data.status, strict=True)
+    ]
+    table = _table(title, ("optimizer", *etas), caption=caption)
+    for name, row in zip(data.rows, cells, strict=True):
+        add_row(table, name, *row)
+    console = Console(width=width) if width is not None else Console()
+    natural = Measurement.get(console, console.options.update(max_width=10**6), table).maximum
+    if natural <= console.width or len(etas) <= len(data.rows):
+        return table
+    table = _table(title, ("η", *data.rows), caption=caption)
+    for column, eta in enumerate(etas):
+        add_row(table, eta, *(row[column] for row in cells))
     return table
 
 

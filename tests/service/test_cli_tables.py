@@ -51,3 +51,44 @@ def test_the_trials_table_keeps_keys_whole_at_60_columns():
     text = _rendered(trials_table(page), width=60)
     assert "…" not in text
     assert any("0123456789abcdef" in line for line in text.splitlines())
+
+
+def _heatmap(etas: list, optimizers: list[str]):
+    from service.models import Heatmap
+
+    grid = [[1.5e-7 * (i + 1) for i in range(len(etas))] for _ in optimizers]
+    status = [["ok"] * len(etas) for _ in optimizers]
+    status[0][0], grid[0][0] = "diverged", None
+    counts = [[1] * len(etas) for _ in optimizers]
+    return Heatmap.model_validate({
+        "rows": optimizers, "columns": etas, "values": grid, "status": status, "n_ok": counts,
+        "n_total": counts, "n_diverged": counts, "metric": "final_objective",
+        "direction": "minimize", "slice": {"batch_size": 16},
+    })  # fmt: skip
+
+
+def test_a_heatmap_too_wide_for_the_terminal_runs_eta_down_the_rows():
+    from service.cli.render import heatmap_table
+
+    # the Figure 3 grid: 38 η values (ALI-G∞ last), 8 optimizers
+    etas = [10.0 ** (k / 4 - 4) for k in range(37)] + [None]
+    optimizers = ["sgd", "sgd-momentum", "adam", "adagrad", "rmsprop", "l4mom", "l4adam", "alig"]
+    data = _heatmap(etas, optimizers)
+    text = _rendered(heatmap_table(data, width=120), width=120)
+    lines = text.splitlines()
+    header = next(line for line in lines if "η" in line and "alig" in line)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")] == ["η", *optimizers]
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 38 and rows[-1].strip("│ ").startswith("∞")
+    first = [c.strip() for c in rows[0].strip("│ ").split("│")]
+    assert first[:3] == ["0.0001", "diverged", "1.5e-07"]
+    assert all(len(line) <= 120 for line in lines)
+    # on 80 columns too: η down the rows (cells fold where they must)
+    narrow = heatmap_table(data, width=80)
+    assert [str(c.header) for c in narrow.columns] == ["η", *optimizers]
+    assert all(len(line) <= 80 for line in _rendered(narrow, width=80).splitlines())
+    # where it fits, optimizers down the rows as before
+    small = heatmap_table(_heatmap([0.01, 0.1, 1.0], optimizers[:3]), width=80)
+    assert [str(c.header) for c in small.columns] == ["optimizer", "0.01", "0.1", "1"]
+    wide = heatmap_table(_heatmap(etas, optimizers), width=1000)
+    assert len(wide.columns) == 39 and str(wide.columns[0].header) == "optimizer"
