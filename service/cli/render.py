@@ -249,6 +249,9 @@ def _slice_caption(data: Any) -> str:
     return ", ".join(f"{k} = {plain(v)}" for k, v in data.slice.items()) or "the whole study"
 
 
+NOT_IN_GRID = "·"  # a heatmap cell no trial of the study has: its optimizer never ran that η
+
+
 def heatmap_table(data: "Heatmap", width: int | None = None) -> Table:
     """Optimizer × η: each cell's median, or its status when it has no finite value.
 
@@ -256,11 +259,17 @@ def heatmap_table(data: "Heatmap", width: int | None = None) -> Table:
     are more η values than optimizers (the Figure 3 grid: 38 η, 8 optimizers), η runs down the
     rows and the optimizers across: squeezed into the width, 38 columns would show nothing."""
     title = f"heatmap: median {data.metric} over seeds ({data.direction})"
-    caption = f"slice: {_slice_caption(data)}; a cell without a finite value shows its status"
+    caption = (
+        f"slice: {_slice_caption(data)}; a cell without a finite value shows its status; "
+        f"{NOT_IN_GRID} = not in the study's grid"
+    )
     etas = [eta_label(eta) for eta in data.columns]
     cells = [
-        [number(value) if value is not None else status for value, status in zip(v, s, strict=True)]
-        for v, s in zip(data.values, data.status, strict=True)
+        [
+            number(value) if value is not None else status if total else NOT_IN_GRID
+            for value, status, total in zip(v, s, n, strict=True)
+        ]
+        for v, s, n in zip(data.values, data.status, data.n_total, strict=True)
     ]
     table = _table(title, ("optimizer", *etas), caption=caption)
     for name, row in zip(data.rows, cells, strict=True):

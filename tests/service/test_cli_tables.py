@@ -58,11 +58,14 @@ def _heatmap(etas: list, optimizers: list[str]):
 
     grid = [[1.5e-7 * (i + 1) for i in range(len(etas))] for _ in optimizers]
     status = [["ok"] * len(etas) for _ in optimizers]
-    status[0][0], grid[0][0] = "diverged", None
     counts = [[1] * len(etas) for _ in optimizers]
+    total = [[1] * len(etas) for _ in optimizers]
+    status[0][0], grid[0][0] = "diverged", None
+    status[1][0], grid[1][0], total[1][0] = "missing", None, 0  # never scheduled
+    status[2][0], grid[2][0] = "missing", None  # scheduled, no result yet
     return Heatmap.model_validate({
         "rows": optimizers, "columns": etas, "values": grid, "status": status, "n_ok": counts,
-        "n_total": counts, "n_diverged": counts, "metric": "final_objective",
+        "n_total": total, "n_diverged": counts, "metric": "final_objective",
         "direction": "minimize", "slice": {"batch_size": 16},
     })  # fmt: skip
 
@@ -81,7 +84,8 @@ def test_a_heatmap_too_wide_for_the_terminal_runs_eta_down_the_rows():
     rows = [line for line in lines if line.startswith("│")]
     assert len(rows) == 38 and rows[-1].strip("│ ").startswith("∞")
     first = [c.strip() for c in rows[0].strip("│ ").split("│")]
-    assert first[:3] == ["0.0001", "diverged", "1.5e-07"]
+    assert first[:5] == ["0.0001", "diverged", "·", "missing", "1.5e-07"]
+    assert "· = not in the study's grid" in " ".join(text.split())
     assert all(len(line) <= 120 for line in lines)
     # on 80 columns too: η down the rows (cells fold where they must)
     narrow = heatmap_table(data, width=80)
