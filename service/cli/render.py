@@ -274,7 +274,7 @@ def heatmap_table(data: "Heatmap", width: int | None = None) -> Table:
     table = _table(title, ("optimizer", *etas), caption=caption)
     for name, row in zip(data.rows, cells, strict=True):
         add_row(table, name, *row)
-    console = Console(width=width) if width is not None else Console()
+    console = Console(width=width)  # None: the terminal's width
     natural = Measurement.get(console, console.options.update(max_width=10**6), table).maximum
     if natural <= console.width or len(etas) <= len(data.rows):
         return table

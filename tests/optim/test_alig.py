@@ -105,7 +105,8 @@ def train(model, optimizer, steps: int = 50) -> list[float]:
     return losses
 
 
-def reference_step(model, optimizer, xb, yb) -> None:
+def mse_step(model, optimizer, xb, yb) -> None:
+    """One step of ``optimizer`` on the mean squared error of ``model`` on ``(xb, yb)``."""
     optimizer.zero_grad()
     loss = torch.nn.functional.mse_loss(model(xb), yb)
     loss.backward()
@@ -121,8 +122,8 @@ def test_capped_trajectory_equals_pytorch_optimizer_alig(momentum):
     capped = 0
     for step in range(50):
         _, xb, yb = batches(step, x, y)
-        reference_step(ours, optimizer, xb, yb)
-        reference_step(theirs, reference, xb, yb)
+        mse_step(ours, optimizer, xb, yb)
+        mse_step(theirs, reference, xb, yb)
         torch.testing.assert_close(flat(ours), flat(theirs), rtol=1e-5, atol=1e-6)
         capped += optimizer.last_step_capped
     assert capped >= 10, capped  # η binds (50 of 50 steps without momentum, 15 with, here)
@@ -146,8 +147,8 @@ def test_every_step_equals_pytorch_optimizer_alig(momentum, max_lr):
         for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
             if (buffer := optimizer.state[p].get("momentum_buffer")) is not None:
                 reference.state[q]["momentum_buffer"] = buffer.clone()
-        reference_step(ours, optimizer, xb, yb)
-        reference_step(theirs, reference, xb, yb)
+        mse_step(ours, optimizer, xb, yb)
+        mse_step(theirs, reference, xb, yb)
         torch.testing.assert_close(flat(ours), flat(theirs), rtol=1e-5, atol=1e-6)
         their_step_size = reference.param_groups[0]["step_size"]
         assert optimizer.last_step_size == pytest.approx(their_step_size, rel=1e-6)

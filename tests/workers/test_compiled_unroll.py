@@ -19,11 +19,22 @@ from torch._dynamo.utils import counters
 import workers.compiled_unroll as compiled_unroll_module
 from studies.exceptions import SpecError
 from studies.spec import parse_spec
-from tests.workers.test_packed_trainer import MEMBERS, TASKS, _compare, _packed, _trial
+from tests.workers.test_packed_trainer import (
+    MEMBERS,
+    TASKS,
+    _assert_params_close,
+    _compare,
+    _packed,
+    _trial,
+)
 from workers.compiled_unroll import CompiledUnroll, compiler_missing
 
 needs_compiler = pytest.mark.skipif(
     compiler_missing(torch.device("cpu")) is not None, reason="no C++ compiler for inductor"
+)
+needs_cuda_compiler = pytest.mark.skipif(
+    not torch.cuda.is_available() or compiler_missing(torch.device("cuda")) is not None,
+    reason="needs a CUDA GPU and Triton",
 )
 
 
@@ -73,8 +84,7 @@ def test_a_compiled_pack_that_loses_a_member_goes_on(float64):
         assert finals[trial.key].final_objective == pytest.approx(
             finals_eager[trial.key].final_objective, rel=1e-10
         )
-        for got, want in zip(params[trial.key], eager[trial.key], strict=True):
-            assert float((got - want).norm()) <= 1e-10 * float(want.norm())
+        _assert_params_close(params[trial.key], eager[trial.key], 1e-10, trial.key)
 
 
 def test_a_step_that_fails_to_compile_leaves_the_pack_uncompiled(monkeypatch, caplog, float64):
@@ -107,8 +117,7 @@ def test_a_step_that_fails_to_compile_leaves_the_pack_uncompiled(monkeypatch, ca
     eager, _, _, _ = _packed(trials)
     for trial in trials:
         assert finals[trial.key].status == "completed"
-        for got, want in zip(params[trial.key], eager[trial.key], strict=True):
-            assert float((got - want).norm()) <= 1e-10 * float(want.norm())
+        _assert_params_close(params[trial.key], eager[trial.key], 1e-10, trial.key)
 
 
 def test_packs_share_a_compiled_step_when_their_models_agree():
@@ -168,11 +177,8 @@ def test_compile_leaves_a_task_without_a_recurrent_model_as_it_is(float64):
         assert finals[trial.key].final_objective == finals_eager[trial.key].final_objective
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda_compiler
 def test_compiled_members_follow_their_trials_on_cuda():
-    missing = compiler_missing(torch.device("cuda"))
-    if missing is not None:
-        pytest.skip(missing)
     before = _graphs()
     run = _compare(_dnc_trials(20, device="cuda"), 1e-5, compile=True)
     assert isinstance(run.unroll, CompiledUnroll) and run.device.type == "cuda"

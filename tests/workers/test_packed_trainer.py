@@ -70,15 +70,20 @@ def _packed(trials: list[Trial], compile: bool = False):
     return params, finals, reports, run
 
 
+def _assert_params_close(got: list, want: list, rtol: float, key: str) -> None:
+    """Each tensor of ``got`` within ``rtol`` of ``want``'s, relative to the tensor's norm: the
+    DNC's allocation sorts its usage, which turns rounding differences in single tiny entries
+    into larger relative ones."""
+    for p_got, p_want in zip(got, want, strict=True):
+        error = float(torch.linalg.vector_norm(p_got - p_want))
+        assert error <= rtol * float(torch.linalg.vector_norm(p_want)), (key, error)
+
+
 def _compare(trials, rtol, compile: bool = False):
     packed_params, finals, packed_reports, run = _packed(trials, compile)
     for trial in trials:
         params, result, reports = _alone(trial)
-        for p_alone, p_pack in zip(params, packed_params[trial.key], strict=True):
-            # relative to the tensor's norm: the DNC's allocation sorts its usage, which turns
-            # rounding differences in single tiny entries into larger relative ones
-            error = float(torch.linalg.vector_norm(p_pack - p_alone))
-            assert error <= rtol * float(torch.linalg.vector_norm(p_alone)), (trial.key, error)
+        _assert_params_close(packed_params[trial.key], params, rtol, trial.key)
         final = finals[trial.key]
         assert final.status == result.status
         assert final.steps == result.steps
