@@ -28,6 +28,7 @@ import sqlalchemy
 from sqlalchemy import text
 
 from tests.postgres import PostgresUnavailable, free_port, postgres_server
+from tests.workers.test_checkpoints import tune_results
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +50,23 @@ INTERRUPTED = {
     "budget": {"steps": 80},
     "device": "cpu",
     # one model per trial, so that the study has a middle in which some trials have finished
-    # and others run (packs end their members together; losing a node under a pack is covered
-    # in tests/workers/test_execution.py)
+    # and others run
     "execution": {"packing": "off"},
+}
+# The same loss under packs (2 worker CPUs: 2 packs of 4). Packed members end together unless
+# they diverge: SGD at η = 1e4 sits at a loss of ≈ 120 against ≈ 10 at the start, so a
+# divergence factor of 4 stores it as diverged at once while the others train on (the DNC's
+# logits are clipped, so it never reaches the default 1000 × (1 + L0)); 200 steps keep them
+# training long after, and the pack checkpoints at every report (every 10 steps).
+INTERRUPTED_PACKED = {
+    "name": "lose-the-worker-under-packs",
+    "task": "dnc-copy",
+    "optimizers": ["alig", "sgd"],
+    "grid": {"eta": [0.1, 1e4], "batch_size": [4], "seed": [0, 1]},
+    "budget": {"steps": 200},
+    "device": "cpu",
+    "divergence_factor": 4.0,
+    "execution": {"packing": "auto"},
 }
 
 
@@ -320,6 +335,24 @@ def trial_rows(database: sqlalchemy.Engine, study_id: str) -> list[Any]:
         ).all()
 
 
+def running_reports(database: sqlalchemy.Engine, study_id: str) -> int:
+    """The fewest training-loss reports stored so far of a running trial of the study."""
+    with database.connect() as connection:
+        counts = (
+            connection.execute(
+                text(
+                    "SELECT count(p.step) FROM sens_trials t LEFT JOIN sens_metric_points p "
+                    "ON p.trial_id = t.id AND p.name = 'train_loss' "
+                    "WHERE t.study_id = :id AND t.status = 'running' GROUP BY t.id"
+                ),
+                {"id": study_id},
+            )
+            .scalars()
+            .all()
+        )
+    return min(counts, default=0)
+
+
 def assert_every_trial_has_a_result(cluster: Cluster, study: dict, rows: list[Any]) -> None:
     """Every trial completed or diverged (``failed`` here would be a trial lost to the
     infrastructure); otherwise fail with the trials' reasons and the driver's log."""
@@ -383,17 +416,28 @@ def test_study_runs_as_a_ray_job_on_the_worker_and_lands_in_postgres(cluster, ap
     assert [len(row) for row in body["values"]] == [5, 5, 5]
 
 
-def test_losing_the_worker_node_mid_study_runs_every_trial_exactly_once(cluster, api, database):
-    created = submit(api, INTERRUPTED)
+@pytest.mark.parametrize(
+    ("body", "n_trials"), [(INTERRUPTED, 8), (INTERRUPTED_PACKED, 8)], ids=["trials", "packs"]
+)
+def test_losing_the_worker_node_mid_study_runs_every_trial_exactly_once(
+    cluster, api, database, body, n_trials
+):
+    """Tune retries what the node took with it; under packs, a pack continues from its last
+    checkpoint with the members still training at it (the diverged ones are not run again)."""
+    created = submit(api, body)
     study_id = created["id"]
-    assert created["n_trials"] == 8
+    assert created["n_trials"] == n_trials
 
-    # the middle of the study: some trials finished, others running on the worker
+    # the middle of the study: some trials finished, others running on the worker (packed:
+    # past their second report, so that their packs have a checkpoint to continue from)
+    reports_first = 2 if body["execution"]["packing"] == "auto" else 0
+
     def in_the_middle() -> list[Any] | None:
         rows = trial_rows(database, study_id)
         statuses = [row.status for row in rows]
         finished = [s for s in statuses if s in ("completed", "diverged", "failed")]
-        return rows if finished and "running" in statuses else None
+        middle = finished and "running" in statuses
+        return rows if middle and running_reports(database, study_id) >= reports_first else None
 
     wait_until(in_the_middle, STUDY_TIMEOUT, "trials to finish and run", every=0.2)
     lost = cluster.worker_id
@@ -415,7 +459,7 @@ def test_losing_the_worker_node_mid_study_runs_every_trial_exactly_once(cluster,
     study = wait_finished(api, study_id)
     rows = trial_rows(database, study_id)
     keys = [row.key for row in rows]
-    assert len(rows) == 8 and len(set(keys)) == 8  # every trial once, no duplicate rows
+    assert len(rows) == n_trials and len(set(keys)) == n_trials  # once each, no duplicate rows
     assert_every_trial_has_a_result(cluster, study, rows)
     assert study["status"] == "succeeded", study
     attempts = {row.key: row.attempts for row in rows}
@@ -432,6 +476,19 @@ def test_losing_the_worker_node_mid_study_runs_every_trial_exactly_once(cluster,
             {"id": study_id},
         ).scalar_one()
     assert duplicates == 0
+    if body["execution"]["packing"] == "auto":
+        log = cluster.ray_get(f"/api/jobs/{study['ray_job_id']}/logs")["logs"]
+        assert "(2 packs of [4] members)" in log, log[-8000:]
+        # the retried packs continued from their checkpoints, not from step 0
+        results = tune_results(cluster.storage / f"study-{study_id}")
+        for key in interrupted:
+            resumed = {r["resumed_from_step"] for r in results[key] if "resumed_from_step" in r}
+            assert resumed and min(resumed) >= 10, (key, resumed)
+        # SGD at η = 1e4 diverged at once, was stored before the loss and never ran again
+        at_once = {row.key for row in rows if (row.optimizer, row.eta) == ("sgd", 1e4)}
+        assert at_once <= finished_before and all(
+            row.status == "diverged" for row in rows if row.key in at_once
+        )
 
 
 def test_health_sees_postgres_and_ray_with_token_auth(cluster, api):
