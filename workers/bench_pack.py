@@ -15,52 +15,13 @@ trial-steps per second and the ratios against the unpacked run (target on 2 core
 DNC grid), and each run's progress counts (every trial of it should have ended)."""
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from studies.presets import load_preset
 from studies.spec import expand_grid, parse_spec
-from studies.store import Store, repository
-
-
-def run_study(spec_json: dict[str, Any], cpus: int, workdir: Path) -> tuple[float, dict]:
-    """Store ``spec_json`` as a study and run it through the entrypoint; (seconds, progress)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{workdir / 'studies.sqlite'}"
-    store = Store(url)
-    store.upgrade()
-    spec = parse_spec(spec_json, max_trials=100_000)
-    with store.session() as session:
-        study, _ = repository.create_study(
-            session, name=spec.name, task=spec.task,
-            spec=spec.model_dump(mode="json", by_alias=True), trials=expand_grid(spec),
-        )  # fmt: skip
-    env = {
-        **os.environ,
-        "SENSITIVITY_DATABASE_URL": url,
-        "SENSITIVITY_STORAGE_PATH": str(workdir / "ray_results"),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
-        "SENSITIVITY_LOCAL_RAY_NUM_CPUS": str(cpus),
-    }
-    env.pop("RAY_ADDRESS", None)
-    start = time.perf_counter()
-    with open(workdir / "driver.log", "wb") as log:
-        subprocess.run(
-            [sys.executable, "-m", "workers.run", study.id],
-            env=env, check=False, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    elapsed = time.perf_counter() - start
-    with store.session() as session:
-        progress = repository.study_progress(session, study.id).as_dict()
-    store.dispose()
-    return elapsed, progress
-
+from workers.bench_entrypoint import run_study
 
 #: the runs compared, by name: their spec's ``execution``
 UNPACKED = {"packing": "off"}

@@ -15,15 +15,12 @@ It prints both wall times and their ratio (target: entrypoint / loop <= 1.3 on 2
 """
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from studies.spec import expand_grid, parse_spec
-from studies.store import Store, repository
+from workers.bench_entrypoint import run_study
 from workers.trainer import run_trial
 
 
@@ -36,38 +33,6 @@ def study_spec(steps: int) -> dict:
         "budget": {"steps": steps},
         "device": "cpu",
     }
-
-
-def through_entrypoint(steps: int, cpus: int, workdir: Path) -> tuple[float, dict]:
-    url = f"sqlite:///{workdir / 'studies.sqlite'}"
-    store = Store(url)
-    store.upgrade()
-    spec = parse_spec(study_spec(steps))
-    with store.session() as session:
-        study, _ = repository.create_study(
-            session, name="bench-study", task=spec.task,
-            spec=spec.model_dump(mode="json", by_alias=True), trials=expand_grid(spec),
-        )  # fmt: skip
-    env = {
-        **os.environ,
-        "SENSITIVITY_DATABASE_URL": url,
-        "SENSITIVITY_STORAGE_PATH": str(workdir / "ray_results"),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-        "SENSITIVITY_LOCAL_RAY_NUM_CPUS": str(cpus),
-    }
-    env.pop("RAY_ADDRESS", None)
-    start = time.perf_counter()
-    with open(workdir / "driver.log", "wb") as log:
-        subprocess.run(
-            [sys.executable, "-m", "workers.run", study.id],
-            env=env, check=False, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    elapsed = time.perf_counter() - start
-    with store.session() as session:
-        progress = repository.study_progress(session, study.id).as_dict()
-    return elapsed, progress
 
 
 def plain_loop(steps: int) -> float:
@@ -84,7 +49,7 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        tune_time, progress = through_entrypoint(args.steps, args.cpus, Path(tmp))
+        tune_time, progress = run_study(study_spec(args.steps), args.cpus, Path(tmp))
     loop_time = plain_loop(args.steps)
     print(f"16 trials × {args.steps} DNC steps on {args.cpus} CPUs")
     print(f"entrypoint (Ray Tune, SQL, Ray start-up included): {tune_time:.1f} s  {progress}")
