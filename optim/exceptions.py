@@ -20,3 +20,9 @@ class UnknownOptimizerError(OptimError):
 
 class MissingClosureError(OptimError):
     """``step()`` was called without the closure the optimizer needs (the message says how)."""
+
+
+class MemberStateError(OptimError):
+    """Member states of a packed optimizer do not fit together (a state that some members
+    have and others lack, where no member may lack it); a pack continued from them would not
+    follow its members' trajectories."""

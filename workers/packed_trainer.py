@@ -58,6 +58,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils._pytree import tree_map
 
+from optim.exceptions import MemberStateError
 from optim.packed import (
     PackedOptimizer,
     build_packed,
@@ -576,7 +577,7 @@ class PackedRun:
 
         Raises :class:`~workers.exceptions.CheckpointError` when a member has no state, when
         the states were taken at different points, or with another packed form, schedule or
-        precision.
+        precision, or when their optimizer states do not fit together.
         """
         missing = [m.trial.key for m in self.members if m.trial.key not in states]
         if missing:
@@ -609,9 +610,12 @@ class PackedRun:
                 for n in self.buffers
             }
         for form in self.forms:
-            form.optimizer.load_member_states(
-                [s["optimizer"] for s in ordered[form.start : form.stop]]
-            )
+            try:
+                form.optimizer.load_member_states(
+                    [s["optimizer"] for s in ordered[form.start : form.stop]]
+                )
+            except MemberStateError as error:
+                raise CheckpointError(str(error)) from error
         if self.scaler is not None:
             self.scaler.load_member_states(scalers)  # type: ignore[arg-type]
         for m, state in zip(self.members, ordered, strict=True):

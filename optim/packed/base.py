@@ -20,9 +20,12 @@ the optimizer holds. See docs/algorithms.md, "Packed trials".
 
 import abc
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
+
+from optim.exceptions import MemberStateError
 
 
 def per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -65,6 +68,10 @@ class PackedOptimizer(abc.ABC):
     closure: ClassVar[str] = "none"
     numeric: ClassVar[tuple[str, ...]] = ()
     reports_step_size: ClassVar[bool] = False
+    #: the states that a pack of this form creates only for some member mixes (a momentum
+    #: buffer exists where a member has momentum), with the value a member of a pack that had
+    #: none starts from: members of such packs may continue in one with the state
+    optional_states: ClassVar[Mapping[str, float]] = MappingProxyType({})
 
     def __init__(
         self,
@@ -180,22 +187,45 @@ class PackedOptimizer(abc.ABC):
         }
 
     def load_member_states(self, states: Sequence[Mapping[str, Any]]) -> None:
-        """Continue from one :meth:`member_state` per member, in the pack's member order."""
+        """Continue from one :meth:`member_state` per member, in the pack's member order.
+
+        The states may come from different packs: a state some of them lack is filled from
+        :attr:`optional_states`, or refused (:class:`~optim.exceptions.MemberStateError`,
+        before anything of this optimizer changes)."""
         if len(states) != self.n:
             raise ValueError(f"{len(states)} member states for a pack of {self.n} members")
+        # every state any member has: members of packs that made different states (one with
+        # a momentum member, one without) continue together
+        keys = dict.fromkeys(key for state in states for key in state["state"])
+        stacked_states = {key: self._stacked_state(key, states) for key in keys}
         first = states[0]
         for name in first["tensors"]:
             stacked = torch.stack([state["tensors"][name] for state in states])
             setattr(self, name, stacked.to(self.device))
         if "counts" not in first["tensors"]:  # written when the pack counted its steps once
             self.counts = self._tensor([float(state["steps"]) for state in states]).double()
-        self.state = {
-            key: [
-                torch.stack([state["state"][key][i] for state in states]).to(self.device)
-                for i in range(len(tensors))
-            ]
-            for key, tensors in first["state"].items()
-        }
+        self.state = stacked_states
+
+    def _stacked_state(self, key: str, states: Sequence[Mapping[str, Any]]) -> list[torch.Tensor]:
+        """State ``key`` of every member of ``states``, stacked; a member without it (its pack
+        never made it) starts from the form's value of :attr:`optional_states`."""
+        lacking = sum(key not in state["state"] for state in states)
+        if lacking and key not in self.optional_states:
+            raise MemberStateError(
+                f"{self.name}: {lacking} of {len(states)} member states have no {key!r}, "
+                f"which every member of this packed form keeps"
+            )
+        like = next(state["state"][key] for state in states if key in state["state"])
+        fill = self.optional_states.get(key, 0.0)
+        return [
+            torch.stack(
+                [
+                    state["state"][key][i] if key in state["state"] else torch.full_like(t, fill)
+                    for state in states
+                ]
+            ).to(self.device)
+            for i, t in enumerate(like)
+        ]
 
     def _record(self, sizes: torch.Tensor, capped: torch.Tensor | None = None) -> None:
         self.last_step_size = sizes

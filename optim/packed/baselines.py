@@ -8,6 +8,8 @@ update runs the general form, which gives the same numbers for the members whose
 the branch a no-op (a momentum of 0 leaves ``buf = g``).
 """
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 import torch
@@ -32,6 +34,7 @@ class PackedSGD(PackedOptimizer):
     name: ClassVar[str] = "sgd"
     numeric: ClassVar[tuple[str, ...]] = ("momentum", "weight_decay")
     nesterov: ClassVar[bool] = False
+    optional_states: ClassVar[Mapping[str, float]] = MappingProxyType({"momentum_buffer": 0.0})
 
     def _step(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], losses: torch.Tensor

@@ -7,6 +7,8 @@ a tensor ``[n]``. Step sizes are computed in float64, as the per-trial classes d
 floats, and applied in the parameters' dtype.
 """
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +38,7 @@ class PackedAliG(PackedOptimizer):
     closure: ClassVar[str] = "loss"
     numeric: ClassVar[tuple[str, ...]] = ("momentum", "eps")
     reports_step_size: ClassVar[bool] = True
+    optional_states: ClassVar[Mapping[str, float]] = MappingProxyType({"momentum_buffer": 0.0})
 
     def _step(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], losses: torch.Tensor

@@ -6,11 +6,13 @@ packed optimizer on the member-stacked tensors. Every member's parameters must a
 relative in float64 (1e-5 in float32 over 20 steps), and so must the step sizes reported.
 """
 
+import copy
 from collections.abc import Callable
 
 import pytest
 import torch
 
+from optim.exceptions import MemberStateError
 from optim.packed import PACKED, build_packed, packed_form, project_members
 from optim.packed.base import PackedOptimizer
 from optim.registry import build_optimizer
@@ -243,3 +245,60 @@ def test_member_states_carry_each_members_own_step_count():
               for s in states[:2]]  # fmt: skip
     other.load_member_states(legacy)
     assert other.counts.tolist() == [7.0, 7.0]
+
+
+@pytest.mark.parametrize("form", ["sgd", "alig"])
+def test_members_of_packs_with_and_without_a_momentum_buffer_continue_together(form):
+    """A pack whose members have no momentum makes no momentum buffer; a member of it and a
+    momentum member of another pack continue in one pack (in either order) exactly as they
+    would have in their own packs: the momentum member keeps its buffer, the other starts
+    from zeros (``μ·0 + g = g``, as in its first step)."""
+    gen = torch.Generator().manual_seed(0)
+    like = torch.zeros(2, 3, dtype=torch.float64)
+    # pack A: a momentum member and one without; pack B: no momentum, so no buffer
+    a = build_packed(form, [0.1, 0.2], [{"momentum": 0.9}, {}], like=like)
+    b = build_packed(form, [0.3], [{}], like=like[:1])
+    params_a, params_b = (
+        [torch.randn(2, 3, generator=gen, dtype=torch.float64)],
+        [torch.randn(1, 3, generator=gen, dtype=torch.float64)],
+    )
+
+    def step(packed, params, rows):  # the same gradients and losses for a member everywhere
+        grads = [torch.stack([gradients[r] for r in rows])]
+        packed.step(params, grads, torch.stack([losses[r] for r in rows]))
+
+    for _ in range(3):
+        gradients = torch.randn(3, 3, generator=gen, dtype=torch.float64)  # rows: a0, a1, b0
+        losses = torch.rand(3, generator=gen, dtype=torch.float64) + 1.0
+        step(a, params_a, [0, 1])
+        step(b, params_b, [2])
+    assert "momentum_buffer" in a.state and "momentum_buffer" not in b.state
+    for order in ([("b", 0), ("a", 0)], [("a", 0), ("b", 0)]):
+        packs = {"a": (a, params_a, [0, 1]), "b": (b, params_b, [2])}
+        merged = build_packed(
+            form, [float(packs[p][0].eta[k]) for p, k in order],
+            [{"momentum": float(packs[p][0].momentum[k])} for p, k in order], like=like,
+        )  # fmt: skip
+        merged.load_member_states([packs[p][0].member_state(k) for p, k in order])
+        params = [torch.stack([packs[p][1][0][k] for p, k in order])]
+        alone = {p: (copy.deepcopy(packed), [t.clone() for t in ps]) for p, (packed, ps, _) in
+                 packs.items()}  # fmt: skip
+        for _ in range(3):
+            gradients = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+            losses = torch.rand(3, generator=gen, dtype=torch.float64) + 1.0
+            step(merged, params, [packs[p][2][k] for p, k in order])
+            for p, (packed, ps) in alone.items():
+                step(packed, ps, packs[p][2])
+        for row, (p, k) in enumerate(order):
+            assert torch.equal(params[0][row], alone[p][1][0][k]), (order, p)
+
+
+def test_member_states_that_lack_a_state_every_member_keeps_are_refused():
+    like = torch.zeros(2, 2, dtype=torch.float64)
+    packed = build_packed("adam", [1e-3, 1e-3], [{}, {}], like=like)
+    packed.step([like.clone()], [torch.ones_like(like)], torch.ones(2))
+    states = [packed.member_state(k) for k in range(2)]
+    del states[1]["state"]["exp_avg"]
+    other = build_packed("adam", [1e-3, 1e-3], [{}, {}], like=like)
+    with pytest.raises(MemberStateError, match="adam: 1 of 2 member states have no 'exp_avg'"):
+        other.load_member_states(states)

@@ -152,6 +152,58 @@ def test_members_continue_exactly_in_packs_a_new_driver_planned_differently(
         _assert_same_end(whole, whole_run, part, part_run, keys, at, rtol=1e-10)
 
 
+@pytest.mark.parametrize("first", ["without", "with"])
+def test_members_of_two_packs_continue_together_whatever_momentum_buffers_they_made(
+    first, float64, tmp_path
+):
+    """Two packs checkpointed at the same point, one with momentum members (SGD and ALI-G make
+    a momentum buffer) and one without (they make none): a new driver packs members of both
+    together, and each ends as in its own uninterrupted pack, the momentum members with their
+    buffers (either member first in its packed form)."""
+    with_momentum = [
+        ("sgd", 0.05, {"momentum": 0.9}, None, 0),
+        ("alig", 0.1, {"momentum": 0.9}, None, 0),
+    ]
+    without = [("sgd", 0.02, {}, None, 1), ("alig", 0.2, {}, None, 1)]
+    packs = {"with": _trials("matrix-factorisation", with_momentum),
+             "without": _trials("matrix-factorisation", without)}  # fmt: skip
+    wholes = {}
+    for name, trials in packs.items():
+        recorder = Recorder(tmp_path / name)
+        wholes[name] = (recorder, _run(trials, recorder, every=1))
+    at = 2
+    second = "with" if first == "without" else "without"
+    merged = [t for pair in zip(packs[first], packs[second], strict=True) for t in pair]
+    states = {
+        t.key: read_checkpoint(member_directory(wholes[name][0].saved[at - 1], t.key), t.key,
+                               PACK_MEMBER)
+        for name, trials in packs.items() for t in trials
+    }  # fmt: skip
+    part = Recorder()
+    part_run = PackedRun(merged, part.report)
+    part_run.load_member_states(states)
+    assert all("momentum_buffer" in form.optimizer.state for form in part_run.forms)
+    part_run.run()
+    for name, trials in packs.items():
+        whole, whole_run = wholes[name]
+        _assert_same_end(whole, whole_run, part, part_run, [t.key for t in trials], at, 1e-10)
+
+
+def test_member_states_whose_optimizer_states_do_not_fit_are_a_checkpoint_error(float64, tmp_path):
+    """A state every member of a form keeps, missing from one member's checkpoint: the pack
+    refuses it as a checkpoint (the worker then trains the pack from its start)."""
+    trials = _trials("matrix-factorisation", [MEMBERS[3], ("adam", 1e-2, {}, None, 0)])
+    recorder = Recorder(tmp_path)
+    _run(trials, recorder, every=1)
+    states = {
+        t.key: read_checkpoint(member_directory(recorder.saved[0], t.key), t.key, PACK_MEMBER)
+        for t in trials
+    }
+    del states[trials[1].key]["optimizer"]["state"]["exp_avg"]
+    with pytest.raises(CheckpointError, match="1 of 2 member states have no 'exp_avg'"):
+        PackedRun(trials, recorder.report).load_member_states(states)
+
+
 def test_a_member_that_diverged_before_the_checkpoint_is_not_in_it(float64, tmp_path):
     trials = _trials("matrix-factorisation", [*MEMBERS[:3], ("sgd", 1e3, {}, None, 0)])
     recorder = Recorder(tmp_path)
