@@ -23,9 +23,10 @@ fraction for L4, so pooling optimizers on one η axis would compare different th
 
 The objective is analysed on ``log10`` (``scale="log10"``, the default when minimising a metric
 whose values are all > 0): losses span decades, and on the raw scale the few worst trials would
-make up all of fANOVA's variance. Diverged trials are kept, with a penalty: one unit worse than
-the worst finite value on the analysed scale (a decade above the worst loss on ``log10``), so
-an η that diverges counts as the worst outcome rather than vanishing from the analysis. Failed
+make up all of fANOVA's variance. Diverged trials are kept, with a penalty worse than the
+worst finite value: on ``log10`` by one unit (a decade above the worst loss), on the raw scale
+by the spread of the finite values (max − min; 1 when they are all equal), so an η that
+diverges counts as the worst outcome rather than vanishing from the analysis. Failed
 trials (errors, not properties of the optimizer) and unfinished ones are left out; their number
 is ``n_excluded``. fANOVA runs with a fixed seed so that answers are reproducible.
 """

@@ -133,7 +133,9 @@ def _optimizer_range(
             current = []
     if current:
         runs.append(current)
-    chosen = max(runs, key=lambda run: (_width([columns[j] for j in run]), best in run))
+    # widths equal in decades may differ in their last bits (log10(0.3/0.1) < log10(30/10)):
+    # compared rounded, so that the tie goes to the run holding the best η
+    chosen = max(runs, key=lambda run: (round(_width([columns[j] for j in run]), 9), best in run))
     etas = [columns[j] for j in chosen]
     finite_etas = [eta for eta in etas if eta is not None]
     includes_infinity = etas[-1] is None

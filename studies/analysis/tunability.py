@@ -14,11 +14,12 @@ with the value chosen by ``diverged``:
 - a number: that value.
 
 Seeds are not averaged away: a point is *diverged* in the pool unless at least
-``min_finite_fraction`` (default 1: all) of its seeds are finite; a point that passes with some
-diverged seeds (a fraction below 1) has as value the median over all its finished seeds with each
-diverged seed counted as the ``diverged`` value (the worst outcome), not the median of the
-survivors. Points that failed, or have no finished trial, are left out of the pool (they say
-nothing about the optimizer).
+``min_finite_fraction`` (default 1: all) of its finished seeds (finite or diverged) are finite;
+a point that passes with some diverged seeds (a fraction below 1) has as value the median over
+all its finished seeds with each diverged seed counted as the ``diverged`` value (the worst
+outcome), not the median of the survivors. Seeds that failed or have not finished, and points
+with no finished seed, are left out of the pool (they say nothing about the optimizer): a point
+with one finite seed and one failed one enters with its finite value.
 
 Closed form, for minimisation, with the pool's n values and ``S(v) = #{values ≥ v} / n``: the
 lowest of k draws with replacement is ``v`` with probability ``S(v)^k − S(v⁺)^k``, where
@@ -200,9 +201,10 @@ def tunability(
 
 
 def _pooled_value(cell: Cell, fraction: float, penalty: float) -> float | None:
-    """A pool point's value: None (diverged) unless enough seeds are finite; else the median of
-    its finite seeds and its diverged seeds counted as ``penalty``."""
-    if not reliable(cell.n_ok, cell.n_total, fraction):
+    """A pool point's value: None (diverged) unless enough of its finished seeds are finite
+    (failed and unfinished seeds say nothing, as failed points); else the median of its finite
+    seeds and its diverged seeds counted as ``penalty``."""
+    if not reliable(cell.n_ok, cell.n_ok + cell.n_diverged, fraction):
         return None
     if not cell.n_diverged:
         return cell.value

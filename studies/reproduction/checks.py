@@ -27,6 +27,19 @@ def _best(records: Sequence[TrialRecord], claim: Claim, optimizer: str) -> float
     return result.ranges[optimizer].best_value
 
 
+def _finished(records: Sequence[TrialRecord], claim: Claim, optimizer: str) -> bool:
+    """Whether ``optimizer`` has a seed in the claim's slice that ended finite or diverged:
+    evidence about it (failed, pending and running trials are none)."""
+    table = heatmap(records, claim.metric, claim.direction, claim.slice or None)
+    if optimizer not in table.rows:
+        return False
+    row = table.rows.index(optimizer)
+    return any(
+        ok + diverged > 0
+        for ok, diverged in zip(table.n_ok[row], table.n_diverged[row], strict=True)
+    )
+
+
 def _good_over_interval(claim: Claim, records: Sequence[TrialRecord], _: Mapping) -> Outcome:
     low, high = claim.params["eta_low"], claim.params["eta_high"]
     table = heatmap(records, claim.metric, claim.direction, claim.slice or None)
@@ -64,7 +77,11 @@ def _good_decades_at_most(claim: Claim, records: Sequence[TrialRecord], _: Mappi
         return limit, None, None
     found = result.ranges[claim.optimizer]
     if found.n_good == 0:
-        return limit, 0.0, True  # no good η at all: certainly not robust
+        # no good η at all: certainly not robust, once something in the slice has a value to
+        # compare with and the optimizer has trials that ended (not only pending or failed)
+        if result.cutoff is None or not _finished(records, claim, claim.optimizer):
+            return limit, None, None
+        return limit, 0.0, True
     decades = math.inf if found.includes_infinity else found.decades
     return limit, decades, decades is not None and decades <= limit
 
@@ -90,14 +107,27 @@ def _best_within_floor(claim: Claim, records: Sequence[TrialRecord], facts: Mapp
     return claimed, best, best <= claimed
 
 
+#: what a rival of ``best_below_others`` measures when it has trials that ended but no cell with
+#: every seed finite (all diverged, or every cell lost a seed): it is beaten
+NO_FINITE_CELL = "no cell with every seed finite"
+
+
 def _best_below_others(claim: Claim, records: Sequence[TrialRecord], _: Mapping) -> Outcome:
+    """The optimizer's best is below every rival's. A rival whose trials all diverged counts
+    as beaten; a rival without trials that ended (missing, pending, failed) leaves the claim
+    unmeasured rather than judged on the others alone."""
+    names = claim.params["others"]
+    claimed = "below " + ", ".join(names)
     best = _best(records, claim, claim.optimizer)
-    others = {name: _best(records, claim, name) for name in claim.params["others"]}
-    known = {name: value for name, value in others.items() if value is not None}
-    if best is None or not known:
-        return "below " + ", ".join(claim.params["others"]), None, None
-    measured = {claim.optimizer: best, **known}
-    return "below " + ", ".join(known), measured, all(best < value for value in known.values())
+    if best is None or not all(_finished(records, claim, name) for name in names):
+        return claimed, None, None
+    others = {name: _best(records, claim, name) for name in names}
+    measured = {
+        claim.optimizer: best,
+        **{name: NO_FINITE_CELL if value is None else value for name, value in others.items()},
+    }
+    holds = all(value is None or best < value for value in others.values())
+    return claimed, measured, holds
 
 
 CLAIM_CHECKS: dict[str, Check] = {

@@ -233,6 +233,18 @@ def test_equal_widths_go_to_the_run_with_the_best_eta():
     assert (r.eta_low, r.eta_high, r.decades, r.best_eta) == (1.0, 10.0, pytest.approx(1.0), 1.0)
 
 
+def test_equal_widths_are_equal_whatever_the_rounding_of_their_logarithms():
+    # runs [0.1, 0.3] and [10, 30]: log10(3) both, but log10(0.3 / 0.1) and log10(30 / 10)
+    # differ in the last bit; the run with the best η (0.1) wins
+    etas = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+    records = [
+        rec("sgd", e, v) for e, v in zip(etas, [1.0, 2.0, 50.0, 50.0, 2.0, 2.0], strict=True)
+    ]
+    r = robustness(records).ranges["sgd"]
+    assert (r.eta_low, r.eta_high, r.best_eta) == (0.1, 0.3, 0.1)
+    assert r.decades == pytest.approx(math.log10(3))
+
+
 def test_wider_run_wins_over_the_run_with_the_best_eta():
     r = robustness(curve("sgd", [1.0, 1.0, 1.0, 100.0, 0.5])).ranges["sgd"]
     assert (r.eta_low, r.eta_high, r.best_eta, r.best_value) == (1e-3, 1e-1, 10.0, 0.5)
@@ -459,6 +471,20 @@ def test_importance_finds_eta(eta_only_records):
     json.dumps(result.to_dict(), allow_nan=False)
 
 
+def test_a_diverged_trial_on_the_raw_scale_is_worse_by_the_spread_of_the_values(
+    eta_only_records,
+):
+    # maximising the objective as if it were an accuracy: raw scale, the penalty lies the
+    # spread of the finite values below the worst
+    records = [*eta_only_records, rec("sgd", 100.0, status="diverged")]
+    result = importance(records, direction="maximize", optimizer="sgd")
+    values = [r.final_objective for r in eta_only_records]
+    assert result.scale == "raw"
+    spread = max(values) - min(values)
+    assert spread > 0
+    assert result.diverged_penalty == pytest.approx(min(values) - spread)
+
+
 def test_importance_never_pools_optimizers_on_one_eta_axis(eta_only_records):
     other = [
         rec("alig", eta, 5.0 + eta_value + 1e-3 * seed, seed=seed, radius=radius)
@@ -542,6 +568,22 @@ def test_tunability_counts_a_diverged_seed_as_the_worst_outcome(seeded_records):
     assert relaxed.min_finite_fraction == 0.5
     penalised = tunability(seeded_records, diverged=100.0, min_finite_fraction=0.5)
     assert penalised.optimizers["sgd"].values[1] == 1.1  # median(1.0, 1.1, 100)
+
+
+def test_tunability_leaves_failed_and_unfinished_seeds_out_instead_of_calling_them_diverged():
+    records = [
+        *seeds("sgd", 0.01, [0.1, "failed"]),
+        *seeds("sgd", 0.1, [0.2, 0.3]),
+        *seeds("sgd", 1.0, [0.4, 0.5, "running"]),
+    ]
+    pool = tunability(records).optimizers["sgd"]  # diverged="inf": one diverged point → None
+    assert pool.values == [0.1, 0.25, 0.45] and pool.n_diverged == 0
+    assert pool.p_k[0] == pytest.approx((0.1 + 0.25 + 0.45) / 3)
+    assert pool.cpe is not None
+    # a diverged seed still makes its point diverged, whatever failed beside it
+    mixed = tunability([*records, *seeds("sgd", 10.0, [0.1, "diverged", "failed"])])
+    assert mixed.optimizers["sgd"].values[-1] is None
+    assert mixed.optimizers["sgd"].n_diverged == 1
 
 
 def test_studies_analysis_and_rendering_import_no_server_or_torch():

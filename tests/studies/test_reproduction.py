@@ -97,6 +97,36 @@ def test_floor_and_below_others_claims_on_a_rank_slice():
     assert results["best_below_others"].status == "fail"
 
 
+def test_a_sensitivity_claim_needs_trials_that_ended():
+    """No good η at all passes "good over at most d decades" only when the optimizer has
+    trials that ended: a study not started, or whose row only failed, measures nothing."""
+    pending = [rec(o, e, None, seed, status="pending") for o in ("sgd", "alig")
+               for e in (0.01, 0.1) for seed in (0, 1)]  # fmt: skip
+    (result,) = report([SGD_NARROW], pending)
+    assert (result.status, result.measured, result.seeds_holding) == ("no data", None, 0)
+    failed_sgd = [rec("alig", 0.1, 1e-7), rec("sgd", 0.1, None, status="failed")]
+    (result,) = report([SGD_NARROW], failed_sgd)
+    assert (result.status, result.measured) == ("no data", None)
+    # SGD ended, every seed diverged or far from the best: no good η, the claim holds
+    ended = [rec("alig", 0.1, 1e-7), rec("sgd", 0.1, None, status="diverged"),
+             rec("sgd", 1.0, 1.0)]  # fmt: skip
+    (result,) = report([SGD_NARROW], ended)
+    assert (result.status, result.measured) == ("pass", 0.0)
+
+
+def test_below_others_is_not_judged_without_a_rival_and_beats_a_diverged_one():
+    below = claim("best_below_others", "aalig", params={"others": ["alig", "sps"]})
+    base = [rec("aalig", 0.1, 0.2), rec("alig", 0.1, 0.3)]
+    for sps in ([], [rec("sps", 0.1, None, status="pending")],
+                [rec("sps", 0.1, None, status="failed")]):  # fmt: skip
+        (result,) = report([below], base + sps)
+        assert (result.status, result.measured) == ("no data", None), sps
+    (result,) = report([below], [*base, rec("sps", 0.1, None, status="diverged")])
+    assert result.status == "pass"
+    assert result.measured == {"aalig": 0.2, "alig": 0.3, "sps": "no cell with every seed finite"}
+    assert result.claimed == "below alig, sps"
+
+
 def test_accuracy_claims_and_missing_data():
     accuracy = claim("best_at_least", "sgd", metric="val_accuracy", direction="maximize",
                      params={"value": 0.95})  # fmt: skip
