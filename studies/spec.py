@@ -330,9 +330,10 @@ def _check_semantics(spec: StudySpec) -> None:
         raise SpecError(f"schedule.{schedule_error}")
     for combination in _task_option_combinations(spec):
         try:
-            task.options.model_validate(combination)
+            validated = task.options.model_validate(combination).model_dump(mode="json")
         except ValidationError as error:
             raise SpecError(_format_errors(error).replace("", "task_options.", 1)) from None
+        _check_given_as_validated(spec, combination, validated)
     rows = set()
     for i, entry in enumerate(spec.entries):
         field = f"optimizers[{i}]"
@@ -362,11 +363,32 @@ def _check_semantics(spec: StudySpec) -> None:
                 raise SpecError(f"{field}.eta: null (ALI-G∞) is only valid for alig")
 
 
+def _check_given_as_validated(
+    spec: StudySpec, given: dict[str, Any], validated: dict[str, Any]
+) -> None:
+    """Refuse a task option whose value the options model had to convert to another one
+    (``"1000"`` for 1000): the spec is stored as given and a worker converts it again, so
+    limits, slices and trial keys would see one value while the trial runs another. A number
+    that equals its converted value (``1000.0`` for 1000, ``1`` for 1.0) is the same value."""
+    sweeps = spec.grid.task_options if spec.grid else {}
+    for name, value in given.items():
+        if name in validated and validated[name] != value:
+            field = f"grid.task_options.{name}" if name in sweeps else f"task_options.{name}"
+            raise SpecError(
+                f"{field}: must be given as {validated[name]!r}, not as the "
+                f"{type(value).__name__} {value!r}"
+            )
+
+
 def _task_option_combinations(spec: StudySpec) -> list[dict[str, Any]]:
     sweeps = spec.grid.task_options if spec.grid else {}
     clash = set(sweeps) & set(spec.task_options)
     if clash:
         raise SpecError(f"grid.task_options.{sorted(clash)[0]}: also fixed in task_options")
+    for name, values in sweeps.items():
+        for i, value in enumerate(values):
+            if value in values[:i]:  # by value: 1000 and 1000.0 are one value, one trial
+                raise SpecError(f"grid.task_options.{name}[{i}]: repeats the value {value!r}")
     keys = sorted(sweeps)
     return [
         {**spec.task_options, **dict(zip(keys, values, strict=True))}

@@ -5,7 +5,11 @@ parsed spec.
 A body is a study spec, or ``{"preset": name, "overrides": {...}}`` (a shipped preset with
 nested overrides merged in). Before the spec is parsed, the body is checked for what the store
 cannot hold: non-finite numbers (JSON has none), integers beyond the 32-bit columns, and NUL
-characters (PostgreSQL text has none); each is refused naming its path.
+characters (PostgreSQL text has none); each is refused naming its path. The parsed spec is
+checked once more, because the schema turns numbers given as strings (``"inf"``) into the
+values they name. Task options must be given as the values they are (``1000``, not
+``"1000"``: :func:`studies.spec.parse_spec`), so that the limits below, the slices and the
+trial keys see the value a trial runs with.
 
 After the spec is parsed (the trial count is checked there, from the axis lengths, before
 anything is expanded), :func:`check_limits` applies the service's configured bounds
@@ -132,7 +136,7 @@ TASK_SIZE_FIELDS: dict[str, str] = {
 SEED_FIELDS = ("data_seed",)  # task options that seed something: never negative
 
 
-def _over(field: str, value: int, limit: int | None, name: str, what: str = "") -> None:
+def _over(field: str, value: float, limit: int | None, name: str, what: str = "") -> None:
     if limit is not None and value > limit:
         raise LimitExceeded(
             f"{field}: {value}{what} is more than the limit of {limit} (SENSITIVITY_{name.upper()})"
@@ -180,7 +184,7 @@ def check_limits(spec: StudySpec, limits: Limits) -> None:
         count = len(spec.search.batch_size)
         _over("search.batch_size", count, limits.max_axis_values, "max_axis_values", " values")
     for field, name, value in _task_option_values(spec):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             continue  # not a number: the task's options model refuses it, naming the field
         if name in SEED_FIELDS and value < 0:
             raise SpecError(f"{field}: must be >= 0, got {value}")
@@ -200,5 +204,8 @@ def parse_submission(
     """
     limits = limits or Limits()
     spec = parse_spec(spec_document(body), max_trials=max_trials or limits.max_trials)
+    # once more on what will be stored: the schema turns numbers given as strings ("inf",
+    # "1e400", "100000000000000000000") into the values they name
+    check_storable(spec.model_dump(mode="json", by_alias=True))
     check_limits(spec, limits)
     return spec

@@ -148,15 +148,26 @@ def _encode_cursor(listing: str, position: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+#: longer than any cursor :func:`_encode_cursor` writes (a listing name, a timestamp, an id)
+MAX_CURSOR_LENGTH = 512
+#: the store's row ids are 64-bit at most: a position outside is no position of a listing
+ID_RANGE = (-(2**63), 2**63 - 1)
+
+
 def _decode_cursor(cursor: str, listing: str, size: int) -> list[Any]:
     """The position stored in ``cursor``; InvalidCursor unless it is one of ``listing``'s."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor(f"cursor: malformed (longer than {MAX_CURSOR_LENGTH} characters)")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+    except (binascii.Error, ValueError, TypeError, RecursionError):
         raise InvalidCursor("cursor: malformed") from None
     if not isinstance(data, list) or len(data) != size + 1 or data[0] != listing:
         raise InvalidCursor("cursor: not a cursor of this listing")
+    for value in data[1:]:
+        if isinstance(value, int) and not ID_RANGE[0] <= value <= ID_RANGE[1]:
+            raise InvalidCursor("cursor: malformed")
     return data[1:]
 
 

@@ -101,10 +101,15 @@ def test_too_many_unfinished_studies_is_429_naming_the_limit(client: TestClient)
         ({"tags": [f"t{i}" for i in range(33)]}, "tags: 33 tags is more than the limit of 32 (SENSITIVITY_MAX_TAGS)"),
         ({"grid": {"eta": [0.1], "seed": [-1]}}, "grid.seed[0]: Input should be greater than or equal to 0"),
         ({"task_options": {"data_seed": -1}}, "task_options.data_seed: must be >= 0, got -1"),
+        ({"task_options": {"n_samples": 1e7}}, "task_options.n_samples: 10000000.0 is more than the limit of 1000000 (SENSITIVITY_MAX_TASK_SAMPLES)"),
+        ({"task_options": {"n_samples": "10000000"}}, "task_options.n_samples: must be given as 10000000, not as the str '10000000'"),
+        ({"task_options": {"data_seed": -1.0}}, "task_options.data_seed: must be >= 0, got -1.0"),
+        ({"grid": {"eta": [0.1], "task_options": {"n_samples": [100, 100.0]}}}, "grid.task_options.n_samples[1]: repeats the value 100.0"),
         ({"grid": None, "search": {"n_trials": 2, "eta": {"low": 0.01, "high": 1}, "seed": -1}}, "search.seed: Input should be greater than or equal to 0"),
     ],
     ids=["budget", "task-size", "swept-task-size", "optimizers", "eta-values", "tags",
-         "grid-seed", "data-seed", "search-seed"],
+         "grid-seed", "data-seed", "task-size-float", "task-size-string", "data-seed-float",
+         "sweep-repeats-a-value", "search-seed"],
 )  # fmt: skip
 def test_limits_and_seeds_are_422_naming_the_field_and_setting(
     tmp_path, changes: dict, message: str

@@ -7,6 +7,8 @@ stored, fails to launch (503, the study ``failed`` with the reason) and is then 
 Served in-process by FastAPI's TestClient; the HTTP path through uvicorn is in test_api.py.
 """
 
+import base64
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -322,6 +324,27 @@ GARBAGE = [
         422,
         "grid.seed[0]: must be between -2147483648 and 2147483647",
     ),
+    (  # numbers given as strings: the schema converts them, the store still cannot hold them
+        "string-infinite-radius",
+        (VALID_HEAD + '"grid": {"eta": [0.1], "radius": ["inf"]}}').encode(),
+        JSON,
+        422,
+        "grid.radius[0]: must be a finite number, got inf",
+    ),
+    (
+        "string-infinite-divergence-factor",
+        (VALID_HEAD + '"grid": {"eta": [0.1]}, "divergence_factor": "1e400"}').encode(),
+        JSON,
+        422,
+        "divergence_factor: must be a finite number, got inf",
+    ),
+    (
+        "string-huge-batch-size",
+        (VALID_HEAD + '"grid": {"eta": [0.1], "batch_size": ["1' + "0" * 20 + '"]}}').encode(),
+        JSON,
+        422,
+        "grid.batch_size[0]: must be between -2147483648 and 2147483647",
+    ),
     (
         "huge-budget",
         b'{"preset": "smoke", "overrides": {"budget": {"epochs": 99999999999999999999}}}',
@@ -554,6 +577,29 @@ def test_bad_query_parameters_are_422(
 ):
     response = client.get(path.format(id=study_id))
     assert_error(response, 422, message, prefix=prefix)
+
+
+def _cursor(data: Any) -> str:
+    """A cursor as the store writes one (urlsafe base64 of JSON), holding ``data``."""
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def test_forged_cursors_are_422(client: TestClient, study_id: str):
+    """Well-formed cursors holding what no listing wrote: an id beyond the store's integers,
+    nesting deep enough to exhaust the JSON decoder, a cursor longer than any real one."""
+    forged = {
+        f"/studies/{study_id}/trials": [
+            _cursor([f"trials:{study_id}", 10**30]),
+            _cursor(json.loads("[" * 200 + "]" * 200)),
+            base64.urlsafe_b64encode(b"[" * 5000).decode(),
+        ],
+        "/studies": [_cursor(["studies", "2026-01-01T00:00:00+00:00", "x" * 600])],
+    }
+    for path, cursors in forged.items():
+        for cursor in cursors:
+            response = client.get(path, params={"cursor": cursor})
+            assert response.status_code == 422, (path, cursor[:40], response.text)
+            assert response.json()["detail"].startswith("cursor: "), response.text
 
 
 # --- several slices: the heatmap needs a choice -------------------------------------------------
