@@ -60,10 +60,16 @@ def overrides_option(items: list[str] | None) -> dict[str, Any]:
 
 def read_spec(path: Path) -> dict[str, Any]:
     """A JSON or YAML object from a file (``-``: standard input); anything else ends the
-    command (exit 2)."""
+    command (exit 2). What YAML reads as a date or another non-JSON value (``name:
+    2024-01-01``) is sent as its text."""
     import yaml  # only the commands that read a file need it
 
-    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        usage_error(f"{path}: not UTF-8 text: {error}")
+    except OSError as error:
+        usage_error(f"{path}: cannot be read: {error.strerror or error}")
     try:
         # YAML for every other name (and stdin): it reads JSON objects too
         spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
@@ -71,4 +77,4 @@ def read_spec(path: Path) -> dict[str, Any]:
         usage_error(f"{path}: not valid JSON/YAML: {error}")
     if not isinstance(spec, dict):
         usage_error(f"{path}: must be a JSON/YAML object (a mapping)")
-    return spec
+    return json.loads(json.dumps(spec, default=str))

@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 
 from service.app import create_app
 from service.cli import ExitCode, app, parse_overrides
+from service.cli.overrides import read_spec
 from service.client import ApiClient, ApiError, ImageFormat
 from service.demo import ServiceThread
 from studies import rendering
@@ -342,6 +343,16 @@ def test_a_spec_file_that_is_not_a_mapping_exits_2(tmp_path):
     assert_error(
         cli("http://127.0.0.1:9", "submit", str(spec)), ExitCode.USAGE, "not valid JSON/YAML"
     )
+    spec.write_bytes(b"name: caf\xe9\n")  # Latin-1, not UTF-8
+    assert_error(cli("http://127.0.0.1:9", "submit", str(spec)), ExitCode.USAGE, "not UTF-8 text")
+
+
+def test_yaml_dates_in_a_spec_file_are_sent_as_their_text(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: 2024-01-01\ntags: [2024-01-01T10:00:00]\ntask: digits\n")
+    read = read_spec(spec)
+    assert read == {"name": "2024-01-01", "tags": ["2024-01-01 10:00:00"], "task": "digits"}
+    json.dumps(read)  # what the client sends
 
 
 def test_parse_overrides():
