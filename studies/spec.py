@@ -332,7 +332,7 @@ def _check_semantics(spec: StudySpec) -> None:
         try:
             validated = task.options.model_validate(combination).model_dump(mode="json")
         except ValidationError as error:
-            raise SpecError(_format_errors(error).replace("", "task_options.", 1)) from None
+            raise SpecError(_format_errors(error, prefix="task_options.")) from None
         _check_given_as_validated(spec, combination, validated)
     rows = set()
     for i, entry in enumerate(spec.entries):
@@ -361,6 +361,15 @@ def _check_semantics(spec: StudySpec) -> None:
                 raise SpecError(_field_message(f"{field}.eta", error)) from None
             if None in values and not info.eta_may_be_none:
                 raise SpecError(f"{field}.eta: null (ALI-G∞) is only valid for alig")
+        elif (
+            spec.grid is not None
+            and not info.eta_may_be_none
+            and all(eta is None for eta in _eta_values(spec.grid.eta))
+        ):  # the shared grid's null is ALI-G∞, skipped for the others: a row with none left
+            raise SpecError(
+                f"{field}: {entry.name} has no η in grid.eta (null, ALI-G∞, is only valid "
+                f"for alig); give it numbers there or its own optimizers[{i}].eta"
+            )
 
 
 def _check_given_as_validated(

@@ -185,6 +185,20 @@ INVALID_SPECS = [
         False,
     ),
     (
+        "task-options-two-errors",
+        spec(task_options={"rank": 3, "bogus": 1}),
+        "task_options.rank: Input should be 1, 4, 10 or 'true-model'; "
+        "task_options.bogus: Extra inputs are not permitted",
+        False,
+    ),
+    (
+        "only-alig-infinity-for-sgd",
+        spec(grid={"eta": [None]}),
+        "optimizers[1]: sgd has no η in grid.eta (null, ALI-G∞, is only valid for alig); "
+        "give it numbers there or its own optimizers[1].eta",
+        False,
+    ),
+    (
         "budget-zero",
         spec(budget={"epochs": 0}),
         "budget.epochs: Input should be greater than or equal to 1",
