@@ -13,10 +13,14 @@
   50 for all but ALI-G and L4 (the task's default). Seeds 0, 1, 2 (the paper ran one unseeded
   run per cell; a cell is the median, since the band edges are seed-sensitive): 315 trials;
 - ``matrix-factorisation-aalig``: the AALIG paper's §5.1 on the benchmark code's data (ranks 1,
-  4, 10 and the true model; AALIG vs ALI-G, SPS, Adam, SGD; batch 100, 50 epochs, 3 seeds);
+  4, 10 and the true model; AALIG vs ALI-G, SPS, Adam, SGD; batch 100, 50 epochs, 3 seeds).
+  The paper's baselines are SLS, PAL, Adam and coin betting, of which the registry has Adam:
+  its "below the others" claims name Adam only; ALI-G, SPS and SGD are rows of this preset;
 - ``cifar10-wrn``: the ALI-G paper's CIFAR-10 setting (WRN-40-4; SGD-Nesterov 0.9 with weight
   decay 5e-4 and the step schedule ×0.2 at epochs 60/120/160; ALI-G with r = 100, μ = 0.9;
-  batch sizes 128 (SGD's) and 256 (ALI-G's) as one shared axis; 200 epochs);
+  batch sizes 128 (SGD's) and 256 (ALI-G's) as one shared axis; 200 epochs). The radius is an
+  axis of the whole study, so SGD is held in the r = 100 ball too, which the paper's SGD is not
+  (docs/algorithms.md, departures);
 - ``svhn-wrn``: the ALI-G paper's SVHN setting (WRN-16-4, dropout 0.4, 160 epochs, ALI-G with
   r = 50; the SGD schedule is the WRN paper's, not confirmed in the ALI-G sources).
 
