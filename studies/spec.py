@@ -115,6 +115,17 @@ class OptimizerEntry(_Strict):
         return self.label or self.name
 
 
+def _values_of_an_axis(value: list[Any] | None) -> list[Any] | None:
+    """An axis's values unchanged (``None``: the default), or ValueError when the list is
+    empty or repeats a value."""
+    if value is not None:
+        if not value:
+            raise ValueError("must not be empty")
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat a value")
+    return value
+
+
 class Grid(_Strict):
     """The axes of a grid study."""
 
@@ -134,12 +145,7 @@ class Grid(_Strict):
     @field_validator("batch_size", "radius", "weight_decay", "seed")
     @classmethod
     def _non_empty(cls, value: list[Any] | None) -> list[Any] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("must not be empty")
-            if len(set(value)) != len(value):
-                raise ValueError("must not repeat a value")
-        return value
+        return _values_of_an_axis(value)
 
     @field_validator("task_options")
     @classmethod
@@ -175,6 +181,11 @@ class Search(_Strict):
     weight_decay: Range | None = None  # None: no decay
     seed: Annotated[int, Field(ge=0)] = 0  # trial seed and the sampler's seed
     grid_points: Annotated[int, Field(ge=2, le=100)] = 10  # the grid sampler's points per range
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_sizes(cls, value: list[int] | None) -> list[int] | None:
+        return _values_of_an_axis(value)
 
 
 class Budget(_Strict):
@@ -272,13 +283,21 @@ def _field_message(field: str, message: object) -> str:
     return f"{field}: {text}"
 
 
-def _format_errors(error: ValidationError, prefix: str = "") -> str:
-    """``field.path: message`` for every error, joined by "; "."""
+def _format_errors(
+    error: ValidationError, prefix: str = "", renamed: Mapping[str, str] | None = None
+) -> str:
+    """``field.path: message`` for every error, joined by "; " (``renamed``: the full path of
+    an error whose location starts at one of its keys, in place of ``prefix`` and the key)."""
     parts = []
     for item in error.errors():
+        loc = item["loc"]
+        if renamed and loc and loc[0] in renamed:
+            message = item["msg"].removeprefix("Value error, ")
+            parts.append(_field_message(renamed[str(loc[0])], message))
+            continue
         location = ""
         previous: object = None
-        for piece in item["loc"]:
+        for piece in loc:
             if previous in ("schedule", "then") and piece in SCHEDULE_KINDS:
                 continue  # the union's tag: ``schedule.milestones``, not ``schedule.multistep…``
             location += f"[{piece}]" if isinstance(piece, int) else f".{piece}"
@@ -328,11 +347,17 @@ def _check_semantics(spec: StudySpec) -> None:
     schedule_error = schedule_budget_error(spec.schedule, spec.budget.amount, spec.budget.unit)
     if schedule_error is not None:
         raise SpecError(f"schedule.{schedule_error}")
+    sweeps = spec.grid.task_options if spec.grid else {}
     for combination in _task_option_combinations(spec):
         try:
             validated = task.options.model_validate(combination).model_dump(mode="json")
         except ValidationError as error:
-            raise SpecError(_format_errors(error, prefix="task_options.")) from None
+            # a swept value's error names it in its sweep: grid.task_options.<name>[i]
+            swept = {
+                name: f"grid.task_options.{name}[{values.index(combination[name])}]"
+                for name, values in sweeps.items()
+            }
+            raise SpecError(_format_errors(error, "task_options.", swept)) from None
         _check_given_as_validated(spec, combination, validated)
     rows = set()
     for i, entry in enumerate(spec.entries):

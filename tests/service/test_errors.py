@@ -192,6 +192,18 @@ INVALID_SPECS = [
         False,
     ),
     (
+        "swept-task-option-value",
+        spec(grid={"eta": [0.1], "task_options": {"rank": [1, 3]}}),
+        "grid.task_options.rank[1]: Input should be 1, 4, 10 or 'true-model'",
+        False,
+    ),
+    (
+        "search-no-batch-size",
+        spec(grid=None, search={"n_trials": 2, "eta": {"low": 0.01, "high": 1}, "batch_size": []}),
+        "search.batch_size: must not be empty",
+        False,
+    ),
+    (
         "only-alig-infinity-for-sgd",
         spec(grid={"eta": [None]}),
         "optimizers[1]: sgd has no η in grid.eta (null, ALI-G∞, is only valid for alig); "
