@@ -182,11 +182,6 @@ class Search(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0  # trial seed and the sampler's seed
     grid_points: Annotated[int, Field(ge=2, le=100)] = 10  # the grid sampler's points per range
 
-    @field_validator("batch_size")
-    @classmethod
-    def _batch_sizes(cls, value: list[int] | None) -> list[int] | None:
-        return _values_of_an_axis(value)
-
 
 class Budget(_Strict):
     """The training budget of every trial, in the task's unit."""
@@ -347,6 +342,12 @@ def _check_semantics(spec: StudySpec) -> None:
     schedule_error = schedule_budget_error(spec.schedule, spec.budget.amount, spec.budget.unit)
     if schedule_error is not None:
         raise SpecError(f"schedule.{schedule_error}")
+    if spec.search is not None:
+        # here, not in the schema: a stored search spec of an earlier version still loads
+        try:
+            _values_of_an_axis(spec.search.batch_size)
+        except ValueError as error:
+            raise SpecError(f"search.batch_size: {error}") from None
     sweeps = spec.grid.task_options if spec.grid else {}
     for combination in _task_option_combinations(spec):
         try:
@@ -406,7 +407,9 @@ def _check_given_as_validated(
     that equals its converted value (``1000.0`` for 1000, ``1`` for 1.0) is the same value."""
     sweeps = spec.grid.task_options if spec.grid else {}
     for name, value in given.items():
-        if name in validated and validated[name] != value:
+        # True == 1 in Python: a boolean given for a number is a converted value too
+        converted = isinstance(value, bool) != isinstance(validated.get(name), bool)
+        if name in validated and (validated[name] != value or converted):
             field = f"grid.task_options.{name}" if name in sweeps else f"task_options.{name}"
             raise SpecError(
                 f"{field}: must be given as {validated[name]!r}, not as the "

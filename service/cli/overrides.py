@@ -77,4 +77,15 @@ def read_spec(path: Path) -> dict[str, Any]:
         usage_error(f"{path}: not valid JSON/YAML: {error}")
     if not isinstance(spec, dict):
         usage_error(f"{path}: must be a JSON/YAML object (a mapping)")
-    return json.loads(json.dumps(spec, default=str))
+    return _as_json(spec)
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` with every key and every value JSON has no type for (a YAML date) as text."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(item) for item in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

@@ -27,17 +27,17 @@ def _best(records: Sequence[TrialRecord], claim: Claim, optimizer: str) -> float
     return result.ranges[optimizer].best_value
 
 
-def _finished(records: Sequence[TrialRecord], claim: Claim, optimizer: str) -> bool:
-    """Whether ``optimizer`` has a seed in the claim's slice that ended finite or diverged:
-    evidence about it (failed, pending and running trials are none)."""
+def _all_ended(records: Sequence[TrialRecord], claim: Claim, optimizer: str) -> bool:
+    """Whether ``optimizer`` has trials in the claim's slice and every one of them ended
+    finite or diverged: what it shows is then about the optimizer, not about trials still
+    running or lost to an error (either could still make a cell good)."""
     table = heatmap(records, claim.metric, claim.direction, claim.slice or None)
     if optimizer not in table.rows:
         return False
     row = table.rows.index(optimizer)
-    return any(
-        ok + diverged > 0
-        for ok, diverged in zip(table.n_ok[row], table.n_diverged[row], strict=True)
-    )
+    cells = zip(table.n_ok[row], table.n_diverged[row], table.n_total[row], strict=True)
+    totals = [(ok + diverged, total) for ok, diverged, total in cells if total > 0]
+    return bool(totals) and all(ended == total for ended, total in totals)
 
 
 def _good_over_interval(claim: Claim, records: Sequence[TrialRecord], _: Mapping) -> Outcome:
@@ -78,8 +78,8 @@ def _good_decades_at_most(claim: Claim, records: Sequence[TrialRecord], _: Mappi
     found = result.ranges[claim.optimizer]
     if found.n_good == 0:
         # no good η at all: certainly not robust, once something in the slice has a value to
-        # compare with and the optimizer has trials that ended (not only pending or failed)
-        if result.cutoff is None or not _finished(records, claim, claim.optimizer):
+        # compare with and every trial of the optimizer ended (none pending, running, failed)
+        if result.cutoff is None or not _all_ended(records, claim, claim.optimizer):
             return limit, None, None
         return limit, 0.0, True
     decades = math.inf if found.includes_infinity else found.decades
@@ -107,21 +107,23 @@ def _best_within_floor(claim: Claim, records: Sequence[TrialRecord], facts: Mapp
     return claimed, best, best <= claimed
 
 
-#: what a rival of ``best_below_others`` measures when it has trials that ended but no cell with
-#: every seed finite (all diverged, or every cell lost a seed): it is beaten
+#: what a rival of ``best_below_others`` measures when all its trials ended and none of its
+#: cells has every seed finite (each cell has a diverged seed): it is beaten
 NO_FINITE_CELL = "no cell with every seed finite"
 
 
 def _best_below_others(claim: Claim, records: Sequence[TrialRecord], _: Mapping) -> Outcome:
-    """The optimizer's best is below every rival's. A rival whose trials all diverged counts
-    as beaten; a rival without trials that ended (missing, pending, failed) leaves the claim
-    unmeasured rather than judged on the others alone."""
+    """The optimizer's best is below every rival's. A rival whose trials all ended with a
+    diverged seed in every cell counts as beaten; a rival without a best value otherwise
+    (missing, or trials pending, running or failed) leaves the claim unmeasured rather than
+    judged on the others alone."""
     names = claim.params["others"]
     claimed = "below " + ", ".join(names)
     best = _best(records, claim, claim.optimizer)
-    if best is None or not all(_finished(records, claim, name) for name in names):
-        return claimed, None, None
     others = {name: _best(records, claim, name) for name in names}
+    unknown = [n for n, v in others.items() if v is None and not _all_ended(records, claim, n)]
+    if best is None or unknown:
+        return claimed, None, None
     measured = {
         claim.optimizer: best,
         **{name: NO_FINITE_CELL if value is None else value for name, value in others.items()},

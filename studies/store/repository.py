@@ -154,6 +154,10 @@ MAX_CURSOR_LENGTH = 512
 ID_RANGE = (-(2**63), 2**63 - 1)
 
 
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdef" for c in text)
+
+
 def _decode_cursor(cursor: str, listing: str, size: int) -> list[Any]:
     """The position stored in ``cursor``; InvalidCursor unless it is one of ``listing``'s."""
     if len(cursor) > MAX_CURSOR_LENGTH:
@@ -354,7 +358,8 @@ def list_studies(
             created = datetime.fromisoformat(created_text)
         except (TypeError, ValueError):
             raise InvalidCursor("cursor: malformed") from None
-        if created.tzinfo is None or not isinstance(last_id, str):
+        # a study id is hex digits: anything else (a NUL PostgreSQL cannot compare) is forged
+        if created.tzinfo is None or not (isinstance(last_id, str) and _is_hex(last_id)):
             raise InvalidCursor("cursor: malformed")
         query = query.where(
             or_(

@@ -104,11 +104,12 @@ def test_too_many_unfinished_studies_is_429_naming_the_limit(client: TestClient)
         ({"task_options": {"n_samples": 1e7}}, "task_options.n_samples: 10000000.0 is more than the limit of 1000000 (SENSITIVITY_MAX_TASK_SAMPLES)"),
         ({"task_options": {"n_samples": "10000000"}}, "task_options.n_samples: must be given as 10000000, not as the str '10000000'"),
         ({"task_options": {"data_seed": -1.0}}, "task_options.data_seed: must be >= 0, got -1.0"),
+        ({"task_options": {"data_seed": True}}, "task_options.data_seed: must be given as 1, not as the bool True"),
         ({"grid": {"eta": [0.1], "task_options": {"n_samples": [100, 100.0]}}}, "grid.task_options.n_samples[1]: repeats the value 100.0"),
         ({"grid": None, "search": {"n_trials": 2, "eta": {"low": 0.01, "high": 1}, "seed": -1}}, "search.seed: Input should be greater than or equal to 0"),
     ],
     ids=["budget", "task-size", "swept-task-size", "optimizers", "eta-values", "tags",
-         "grid-seed", "data-seed", "task-size-float", "task-size-string", "data-seed-float",
+         "grid-seed", "data-seed", "task-size-float", "task-size-string", "data-seed-float", "data-seed-bool",
          "sweep-repeats-a-value", "search-seed"],
 )  # fmt: skip
 def test_limits_and_seeds_are_422_naming_the_field_and_setting(

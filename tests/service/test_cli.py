@@ -349,9 +349,15 @@ def test_a_spec_file_that_is_not_a_mapping_exits_2(tmp_path):
 
 def test_yaml_dates_in_a_spec_file_are_sent_as_their_text(tmp_path):
     spec = tmp_path / "spec.yaml"
-    spec.write_text("name: 2024-01-01\ntags: [2024-01-01T10:00:00]\ntask: digits\n")
+    spec.write_text(
+        "name: 2024-01-01\ntags: [2024-01-01T10:00:00]\ntask: digits\n"
+        "task_options: {2024-01-02: 1}\n"
+    )
     read = read_spec(spec)
-    assert read == {"name": "2024-01-01", "tags": ["2024-01-01 10:00:00"], "task": "digits"}
+    assert read == {
+        "name": "2024-01-01", "tags": ["2024-01-01 10:00:00"], "task": "digits",
+        "task_options": {"2024-01-02": 1},
+    }  # fmt: skip
     json.dumps(read)  # what the client sends
 
 

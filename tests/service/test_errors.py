@@ -612,14 +612,19 @@ def _cursor(data: Any) -> str:
 
 def test_forged_cursors_are_422(client: TestClient, study_id: str):
     """Well-formed cursors holding what no listing wrote: an id beyond the store's integers,
-    nesting deep enough to exhaust the JSON decoder, a cursor longer than any real one."""
+    a cursor longer than any real one (5000 '[': deep enough to exhaust the JSON decoder,
+    were it decoded), a study id with a NUL (which PostgreSQL cannot compare) or of other
+    characters than a study id's hex digits."""
     forged = {
         f"/studies/{study_id}/trials": [
             _cursor([f"trials:{study_id}", 10**30]),
-            _cursor(json.loads("[" * 200 + "]" * 200)),
             base64.urlsafe_b64encode(b"[" * 5000).decode(),
         ],
-        "/studies": [_cursor(["studies", "2026-01-01T00:00:00+00:00", "x" * 600])],
+        "/studies": [
+            _cursor(["studies", "2026-01-01T00:00:00+00:00", "x" * 600]),
+            _cursor(["studies", "2026-01-01T00:00:00+00:00", "ab\u0000cd"]),
+            _cursor(["studies", "2026-01-01T00:00:00+00:00", "\ud800"]),
+        ],
     }
     for path, cursors in forged.items():
         for cursor in cursors:

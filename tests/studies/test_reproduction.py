@@ -107,6 +107,13 @@ def test_a_sensitivity_claim_needs_trials_that_ended():
     failed_sgd = [rec("alig", 0.1, 1e-7), rec("sgd", 0.1, None, status="failed")]
     (result,) = report([SGD_NARROW], failed_sgd)
     assert (result.status, result.measured) == ("no data", None)
+    # one SGD seed still running (or failed) where the other is as good as the best: it
+    # could still be good
+    for status in ("running", "failed"):
+        partial = [rec("alig", 0.1, 1e-7), rec("sgd", 0.1, 1e-7),
+                   rec("sgd", 0.1, None, seed=1, status=status)]  # fmt: skip
+        (result,) = report([SGD_NARROW], partial)
+        assert (result.status, result.measured) == ("no data", None), status
     # SGD ended, every seed diverged or far from the best: no good η, the claim holds
     ended = [rec("alig", 0.1, 1e-7), rec("sgd", 0.1, None, status="diverged"),
              rec("sgd", 1.0, 1.0)]  # fmt: skip
@@ -121,6 +128,10 @@ def test_below_others_is_not_judged_without_a_rival_and_beats_a_diverged_one():
                 [rec("sps", 0.1, None, status="failed")]):  # fmt: skip
         (result,) = report([below], base + sps)
         assert (result.status, result.measured) == ("no data", None), sps
+    for status in ("running", "failed"):  # an sps cell without every seed: not yet beaten
+        partial = [*base, rec("sps", 0.1, 0.01), rec("sps", 0.1, None, seed=1, status=status)]
+        (result,) = report([below], partial)
+        assert (result.status, result.measured) == ("no data", None), status
     (result,) = report([below], [*base, rec("sps", 0.1, None, status="diverged")])
     assert result.status == "pass"
     assert result.measured == {"aalig": 0.2, "alig": 0.3, "sps": "no cell with every seed finite"}

@@ -3,7 +3,7 @@
 import pytest
 
 from studies.exceptions import SpecError
-from studies.spec import Decades, expand_grid, parse_spec, planned_trial_count
+from studies.spec import Decades, StudySpec, expand_grid, parse_spec, planned_trial_count
 from studies.trial import Trial
 
 MINIMAL = {
@@ -130,6 +130,17 @@ def test_search_spec_counts_trials_and_has_no_grid():
         expand_grid(spec)
     with pytest.raises(SpecError, match=r"search\.eta: need finite 0 < low < high"):
         parse_spec(spec_with(grid=None, search={"n_trials": 2, "eta": {"low": 1, "high": 0.5}}))
+
+
+def test_search_batch_sizes_are_distinct_at_submission_but_a_stored_spec_still_loads():
+    search = {"n_trials": 2, "eta": {"low": 1e-3, "high": 1}, "batch_size": [32, 32]}
+    with pytest.raises(SpecError, match=r"search\.batch_size: must not repeat a value"):
+        parse_spec(spec_with(grid=None, search=search))
+    with pytest.raises(SpecError, match=r"search\.batch_size: must not be empty"):
+        parse_spec(spec_with(grid=None, search={**search, "batch_size": []}))
+    # a study stored before the check: the driver and the reconciler read it as it is
+    stored = StudySpec.model_validate(spec_with(grid=None, search=search))
+    assert stored.search.batch_size == [32, 32]
 
 
 def test_an_absurd_grid_is_refused_without_expanding_it():
