@@ -359,7 +359,7 @@ def _check_semantics(spec: StudySpec) -> None:
                 for name, values in sweeps.items()
             }
             raise SpecError(_format_errors(error, "task_options.", swept)) from None
-        _check_given_as_validated(spec, combination, validated)
+        _check_given_as_validated(sweeps, combination, validated)
     rows = set()
     for i, entry in enumerate(spec.entries):
         field = f"optimizers[{i}]"
@@ -399,13 +399,12 @@ def _check_semantics(spec: StudySpec) -> None:
 
 
 def _check_given_as_validated(
-    spec: StudySpec, given: dict[str, Any], validated: dict[str, Any]
+    sweeps: Mapping[str, list[Any]], given: dict[str, Any], validated: dict[str, Any]
 ) -> None:
     """Refuse a task option whose value the options model had to convert to another one
     (``"1000"`` for 1000): the spec is stored as given and a worker converts it again, so
     limits, slices and trial keys would see one value while the trial runs another. A number
     that equals its converted value (``1000.0`` for 1000, ``1`` for 1.0) is the same value."""
-    sweeps = spec.grid.task_options if spec.grid else {}
     for name, value in given.items():
         # True == 1 in Python: a boolean given for a number is a converted value too
         converted = isinstance(value, bool) != isinstance(validated.get(name), bool)

@@ -33,6 +33,7 @@ import binascii
 import hashlib
 import json
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -148,14 +149,13 @@ def _encode_cursor(listing: str, position: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-#: longer than any cursor :func:`_encode_cursor` writes (a listing name, a timestamp, an id)
+#: longer than any cursor :func:`_encode_cursor` writes (a listing name, a timestamp, an id);
+#: also too short to nest deep enough to exhaust the JSON decoder
 MAX_CURSOR_LENGTH = 512
+#: a study's id, as :func:`create_study` makes it (``uuid4().hex``)
+STUDY_ID = re.compile(r"[0-9a-f]{32}")
 #: the store's row ids are 64-bit at most: a position outside is no position of a listing
 ID_RANGE = (-(2**63), 2**63 - 1)
-
-
-def _is_hex(text: str) -> bool:
-    return bool(text) and all(c in "0123456789abcdef" for c in text)
 
 
 def _decode_cursor(cursor: str, listing: str, size: int) -> list[Any]:
@@ -165,7 +165,7 @@ def _decode_cursor(cursor: str, listing: str, size: int) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError, RecursionError):
+    except (binascii.Error, ValueError, TypeError):
         raise InvalidCursor("cursor: malformed") from None
     if not isinstance(data, list) or len(data) != size + 1 or data[0] != listing:
         raise InvalidCursor("cursor: not a cursor of this listing")
@@ -358,8 +358,8 @@ def list_studies(
             created = datetime.fromisoformat(created_text)
         except (TypeError, ValueError):
             raise InvalidCursor("cursor: malformed") from None
-        # a study id is hex digits: anything else (a NUL PostgreSQL cannot compare) is forged
-        if created.tzinfo is None or not (isinstance(last_id, str) and _is_hex(last_id)):
+        # anything but a study id (a NUL PostgreSQL cannot compare) is forged
+        if created.tzinfo is None or not (isinstance(last_id, str) and STUDY_ID.fullmatch(last_id)):
             raise InvalidCursor("cursor: malformed")
         query = query.where(
             or_(
